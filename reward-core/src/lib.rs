@@ -1,0 +1,23 @@
+//! # reward-core
+//!
+//! The portable heart of fisao-rs, a Rust implementation of FiSAO
+//! (Fine-Grained Self-Alignment Optimization, ICLR 2025). Everything here is
+//! `no_std` + `alloc` unless a feature says otherwise, so the same code runs
+//! in the trainer, on the command line, in the browser (wasm32) and on bare
+//! metal.
+//!
+//! - [`vocab`]: the expanded entity vocabulary (COCO + LVIS + WordNet), compiled in.
+//!
+//! ## Features
+//! - `std` (default): the standard library.
+//! - `serde`: serde support for baselines, configs and results.
+#![no_std]
+#![deny(missing_docs)]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod vocab;
+
+pub use vocab::{EntityId, VocabError, Vocabulary};

@@ -1,0 +1,246 @@
+//! The entity vocabulary E' of method.md section 2: canonical object
+//! entities and every surface form (singular, plural, synonym) that names
+//! one of them. The built-in tables are generated offline by
+//! `cargo xtask vocab` and compiled in, so nothing is read at run time.
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+mod table_fisao;
+
+/// Index of a canonical entity in a [`Vocabulary`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct EntityId(pub u16);
+
+/// Which built-in expansion to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Expansion {
+    /// Sense-checked expansion (the project's default, method.md section 2).
+    #[default]
+    Fisao,
+}
+
+/// Canonical entities plus the surface forms that map to them.
+///
+/// Invariant: every surface form is lower case, trimmed, unique, and maps
+/// to exactly one entity; forms are kept sorted for binary search.
+#[derive(Clone, Debug)]
+pub struct Vocabulary {
+    entities: Vec<Box<str>>,
+    forms: Vec<(Box<str>, EntityId)>,
+}
+
+/// Why a vocabulary could not be built.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VocabError {
+    kind: VocabErrorKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum VocabErrorKind {
+    TooManyEntities(usize),
+    EmptyForm {
+        entity: String,
+    },
+    UnknownEntity {
+        form: String,
+        id: u16,
+    },
+    Collision {
+        form: String,
+        first: String,
+        second: String,
+    },
+}
+
+impl fmt::Display for VocabError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            VocabErrorKind::TooManyEntities(n) => {
+                write!(
+                    f,
+                    "vocabulary has {n} entities; at most 65535 are supported"
+                )
+            }
+            VocabErrorKind::EmptyForm { entity } => {
+                write!(f, "entity {entity:?} has an empty surface form")
+            }
+            VocabErrorKind::UnknownEntity { form, id } => {
+                write!(
+                    f,
+                    "surface form {form:?} refers to entity id {id}, which does not exist"
+                )
+            }
+            VocabErrorKind::Collision {
+                form,
+                first,
+                second,
+            } => write!(
+                f,
+                "surface form {form:?} maps to two entities ({first:?} and {second:?}); each form must name exactly one"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for VocabError {}
+
+impl Vocabulary {
+    /// The built-in vocabulary of the given expansion mode.
+    pub fn builtin(expansion: Expansion) -> Self {
+        let (entities, forms) = match expansion {
+            Expansion::Fisao => (table_fisao::ENTITIES, table_fisao::FORMS),
+        };
+        Self {
+            entities: entities.iter().map(|e| Box::from(*e)).collect(),
+            forms: forms
+                .iter()
+                .map(|(f, id)| (Box::from(*f), EntityId(*id)))
+                .collect(),
+        }
+    }
+
+    /// Builds a vocabulary from canonical entity names and `(form, entity index)`
+    /// pairs. Forms are lower-cased and trimmed; a canonical name is always
+    /// also a form of itself. Fails on empty forms, unknown ids, and a form
+    /// that would name two different entities.
+    pub fn from_parts<E, F>(entities: E, forms: F) -> Result<Self, VocabError>
+    where
+        E: IntoIterator,
+        E::Item: AsRef<str>,
+        F: IntoIterator<Item = (String, u16)>,
+    {
+        let entities: Vec<Box<str>> = entities
+            .into_iter()
+            .map(|e| Box::from(e.as_ref()))
+            .collect();
+        if entities.len() > u16::MAX as usize {
+            return Err(VocabError {
+                kind: VocabErrorKind::TooManyEntities(entities.len()),
+            });
+        }
+        let mut all: Vec<(Box<str>, EntityId)> = Vec::new();
+        for (i, name) in entities.iter().enumerate() {
+            all.push((normalise(name).into_boxed_str(), EntityId(i as u16)));
+        }
+        for (form, id) in forms {
+            let Some(name) = entities.get(id as usize) else {
+                return Err(VocabError {
+                    kind: VocabErrorKind::UnknownEntity { form, id },
+                });
+            };
+            let norm = normalise(&form);
+            if norm.is_empty() {
+                return Err(VocabError {
+                    kind: VocabErrorKind::EmptyForm {
+                        entity: name.to_string_lossy(),
+                    },
+                });
+            }
+            all.push((norm.into_boxed_str(), EntityId(id)));
+        }
+        all.sort();
+        all.dedup();
+        for pair in all.windows(2) {
+            if pair[0].0 == pair[1].0 {
+                return Err(VocabError {
+                    kind: VocabErrorKind::Collision {
+                        form: String::from(&*pair[0].0),
+                        first: String::from(&*entities[pair[0].1.0 as usize]),
+                        second: String::from(&*entities[pair[1].1.0 as usize]),
+                    },
+                });
+            }
+        }
+        Ok(Self {
+            entities,
+            forms: all,
+        })
+    }
+
+    /// Number of canonical entities.
+    pub fn num_entities(&self) -> usize {
+        self.entities.len()
+    }
+
+    /// Number of surface forms (canonical names included).
+    pub fn num_forms(&self) -> usize {
+        self.forms.len()
+    }
+
+    /// The canonical name of an entity, or `None` for an id out of range.
+    pub fn entity_name(&self, id: EntityId) -> Option<&str> {
+        self.entities.get(id.0 as usize).map(|s| &**s)
+    }
+
+    /// The entity a canonical name or surface form names (case-insensitive).
+    pub fn lookup(&self, form: &str) -> Option<EntityId> {
+        let norm = normalise(form);
+        self.forms
+            .binary_search_by(|(f, _)| (**f).cmp(norm.as_str()))
+            .ok()
+            .map(|i| self.forms[i].1)
+    }
+
+    /// All canonical entity names, indexed by [`EntityId`].
+    pub fn entities(&self) -> impl ExactSizeIterator<Item = &str> {
+        self.entities.iter().map(|s| &**s)
+    }
+
+    /// All `(surface form, entity)` pairs, sorted by form.
+    pub fn forms(&self) -> impl ExactSizeIterator<Item = (&str, EntityId)> {
+        self.forms.iter().map(|(f, id)| (&**f, *id))
+    }
+}
+
+/// Lower-cases and trims a surface form the way the tables store it.
+pub fn normalise(form: &str) -> String {
+    form.trim().to_lowercase()
+}
+
+trait LossyName {
+    fn to_string_lossy(&self) -> String;
+}
+impl LossyName for Box<str> {
+    fn to_string_lossy(&self) -> String {
+        String::from(&**self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    #[test]
+    fn builtin_has_coco_names() {
+        let v = Vocabulary::builtin(Expansion::Fisao);
+        for name in ["person", "dog", "teddy bear", "hot dog"] {
+            let id = v.lookup(name).unwrap_or_else(|| panic!("{name} missing"));
+            assert_eq!(v.entity_name(id), Some(name));
+        }
+        assert_eq!(v.lookup("  Dog "), v.lookup("dog"));
+    }
+
+    #[test]
+    fn collision_is_an_error() {
+        let err = Vocabulary::from_parts(
+            ["cat", "dog"],
+            vec![(String::from("pet"), 0), (String::from("pet"), 1)],
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("\"pet\" maps to two entities"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_id_is_an_error() {
+        let err = Vocabulary::from_parts(["cat"], vec![(String::from("kitty"), 3)]).unwrap_err();
+        assert!(err.to_string().contains("entity id 3"), "{err}");
+    }
+}

@@ -1,0 +1,48 @@
+//! `cargo xtask <command>`: the only entry points of fisao-rs.
+//!
+//! - `setup`: install what is missing (pinned, idempotent).
+//! - `test`: `setup`, then every test of every crate and feature set.
+//! - `vocab`: regenerate the entity vocabulary tables from WordNet 3.0.
+//! - `demo`: the synthetic-world pipeline (not built yet; says so).
+
+mod cmd;
+mod setup;
+mod test;
+
+use anyhow::{Result, bail};
+
+const USAGE: &str = "usage: cargo xtask <setup|test|vocab|demo> [options]
+
+  setup   install what is missing: rust targets, Debian packages, the PyTorch 2.11.0 venv
+  test    setup, then run every test of every crate and feature set
+          (--skip-torch: leave out gpu-train)
+  vocab   regenerate reward-core's entity vocabulary from WordNet 3.0 (--check: compare only)
+  demo    FiSAO end to end on the synthetic world (not implemented yet)";
+
+fn main() {
+    if let Err(err) = run() {
+        eprintln!("xtask: error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(command) = args.first() else {
+        println!("{USAGE}");
+        return Ok(());
+    };
+    let rest = &args[1..];
+    match command.as_str() {
+        "setup" => setup::setup_all().map(|_| ()),
+        "test" => test::run(rest),
+        "demo" => bail!(
+            "`cargo xtask demo` (the synthetic-world pipeline) is not implemented yet; see README.md, section Status"
+        ),
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => bail!("unknown command {other:?}\n\n{USAGE}"),
+    }
+}
