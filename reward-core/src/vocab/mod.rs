@@ -213,6 +213,7 @@ impl LossyName for Box<str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::string::ToString;
     use alloc::vec;
 
     #[test]
