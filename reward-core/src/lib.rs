@@ -18,6 +18,14 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod align;
+pub mod baseline;
+pub mod mentions;
+pub mod ppo;
+pub mod reward;
 pub mod vocab;
+
+#[cfg(feature = "clip")]
+pub mod clip;
 
 pub use vocab::{EntityId, VocabError, Vocabulary};

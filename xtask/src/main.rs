@@ -8,6 +8,7 @@
 mod cmd;
 mod setup;
 mod test;
+mod vocab;
 
 use anyhow::{Result, bail};
 
@@ -36,6 +37,7 @@ fn run() -> Result<()> {
     match command.as_str() {
         "setup" => setup::setup_all().map(|_| ()),
         "test" => test::run(rest),
+        "vocab" => vocab::run(rest),
         "demo" => bail!(
             "`cargo xtask demo` (the synthetic-world pipeline) is not implemented yet; see README.md, section Status"
         ),

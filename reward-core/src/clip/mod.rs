@@ -1,0 +1,1 @@
+//! The CLIP verifier on the CPU (issue 3; being written).
