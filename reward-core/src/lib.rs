@@ -28,4 +28,6 @@ pub mod vocab;
 #[cfg(feature = "clip")]
 pub mod clip;
 
+pub use align::{Alignment, Coverage, align_mentions};
+pub use mentions::{Matcher, Mention};
 pub use vocab::{EntityId, VocabError, Vocabulary};
