@@ -1,14 +1,16 @@
 //! The entity vocabulary E' of method.md section 2: canonical object
 //! entities and every surface form (singular, plural, synonym) that names
 //! one of them. The built-in tables are generated offline by
-//! `cargo xtask vocab` and compiled in, so nothing is read at run time.
+//! `cargo xtask vocab` (from COCO, LVIS v1 and WordNet 3.0; see
+//! docs/vocabulary.md) and compiled in, so nothing is read at run time.
 
-use alloc::boxed::Box;
+use alloc::borrow::Cow;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
 mod table_fisao;
+mod table_paper;
 
 /// Index of a canonical entity in a [`Vocabulary`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -18,9 +20,14 @@ pub struct EntityId(pub u16);
 /// Which built-in expansion to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Expansion {
-    /// Sense-checked expansion (the project's default, method.md section 2).
+    /// Sense-checked expansion (the project's default, method.md section 2):
+    /// table names, the lemmas of each category's own WordNet synset, their
+    /// singular and plural forms, minus a reviewed exclusion list.
     #[default]
     Fisao,
+    /// The paper's recipe, for comparison: every WordNet synset of every
+    /// part of speech of each original word ("chair" -> "moderate").
+    Paper,
 }
 
 /// Canonical entities plus the surface forms that map to them.
@@ -29,8 +36,10 @@ pub enum Expansion {
 /// to exactly one entity; forms are kept sorted for binary search.
 #[derive(Clone, Debug)]
 pub struct Vocabulary {
-    entities: Vec<Box<str>>,
-    forms: Vec<(Box<str>, EntityId)>,
+    entities: Vec<Cow<'static, str>>,
+    /// (COCO category id, LVIS v1 category id) of each entity.
+    ids: Vec<(Option<u16>, Option<u16>)>,
+    forms: Vec<(Cow<'static, str>, EntityId)>,
 }
 
 /// Why a vocabulary could not be built.
@@ -89,16 +98,28 @@ impl fmt::Display for VocabError {
 impl core::error::Error for VocabError {}
 
 impl Vocabulary {
-    /// The built-in vocabulary of the given expansion mode.
+    /// The built-in vocabulary of the given expansion mode (no copies of
+    /// the strings are made).
+    ///
+    /// Unlike [`Vocabulary::from_parts`], a canonical name is not forced to
+    /// be a form: the reviewed exclusion list may drop one that is mostly a
+    /// function word in captions (the entity "can" is matched by "tin can"
+    /// and "cans", not by the modal verb).
     pub fn builtin(expansion: Expansion) -> Self {
         let (entities, forms) = match expansion {
             Expansion::Fisao => (table_fisao::ENTITIES, table_fisao::FORMS),
+            Expansion::Paper => (table_paper::ENTITIES, table_paper::FORMS),
         };
+        let nonzero = |id: u16| (id != 0).then_some(id);
         Self {
-            entities: entities.iter().map(|e| Box::from(*e)).collect(),
+            entities: entities.iter().map(|e| Cow::Borrowed(e.0)).collect(),
+            ids: entities
+                .iter()
+                .map(|e| (nonzero(e.1), nonzero(e.2)))
+                .collect(),
             forms: forms
                 .iter()
-                .map(|(f, id)| (Box::from(*f), EntityId(*id)))
+                .map(|(f, id)| (Cow::Borrowed(*f), EntityId(*id)))
                 .collect(),
         }
     }
@@ -113,18 +134,18 @@ impl Vocabulary {
         E::Item: AsRef<str>,
         F: IntoIterator<Item = (String, u16)>,
     {
-        let entities: Vec<Box<str>> = entities
+        let entities: Vec<Cow<'static, str>> = entities
             .into_iter()
-            .map(|e| Box::from(e.as_ref()))
+            .map(|e| Cow::Owned(String::from(e.as_ref())))
             .collect();
         if entities.len() > u16::MAX as usize {
             return Err(VocabError {
                 kind: VocabErrorKind::TooManyEntities(entities.len()),
             });
         }
-        let mut all: Vec<(Box<str>, EntityId)> = Vec::new();
+        let mut all: Vec<(Cow<'static, str>, EntityId)> = Vec::new();
         for (i, name) in entities.iter().enumerate() {
-            all.push((normalise(name).into_boxed_str(), EntityId(i as u16)));
+            all.push((Cow::Owned(normalise(name)), EntityId(i as u16)));
         }
         for (form, id) in forms {
             let Some(name) = entities.get(id as usize) else {
@@ -136,11 +157,11 @@ impl Vocabulary {
             if norm.is_empty() {
                 return Err(VocabError {
                     kind: VocabErrorKind::EmptyForm {
-                        entity: name.to_string_lossy(),
+                        entity: String::from(&**name),
                     },
                 });
             }
-            all.push((norm.into_boxed_str(), EntityId(id)));
+            all.push((Cow::Owned(norm), EntityId(id)));
         }
         all.sort();
         all.dedup();
@@ -156,6 +177,7 @@ impl Vocabulary {
             }
         }
         Ok(Self {
+            ids: alloc::vec![(None, None); entities.len()],
             entities,
             forms: all,
         })
@@ -185,6 +207,33 @@ impl Vocabulary {
             .map(|i| self.forms[i].1)
     }
 
+    /// The entity whose canonical name is exactly `name` (case-sensitive),
+    /// e.g. `"bow (weapon)"`, which is not itself a surface form.
+    pub fn entity(&self, name: &str) -> Option<EntityId> {
+        self.entities
+            .iter()
+            .position(|e| e == name)
+            .map(|i| EntityId(i as u16))
+    }
+
+    /// The entity's COCO category id (1..=90), if it is a COCO category.
+    pub fn coco_id(&self, id: EntityId) -> Option<u16> {
+        self.ids.get(id.0 as usize).and_then(|ids| ids.0)
+    }
+
+    /// The entity's LVIS v1 category id (1..=1203), if it is an LVIS category.
+    pub fn lvis_id(&self, id: EntityId) -> Option<u16> {
+        self.ids.get(id.0 as usize).and_then(|ids| ids.1)
+    }
+
+    /// The entity of a COCO category id (as in COCO annotations).
+    pub fn entity_of_coco_id(&self, coco_id: u16) -> Option<EntityId> {
+        self.ids
+            .iter()
+            .position(|ids| ids.0 == Some(coco_id))
+            .map(|i| EntityId(i as u16))
+    }
+
     /// All canonical entity names, indexed by [`EntityId`].
     pub fn entities(&self) -> impl ExactSizeIterator<Item = &str> {
         self.entities.iter().map(|s| &**s)
@@ -199,15 +248,6 @@ impl Vocabulary {
 /// Lower-cases and trims a surface form the way the tables store it.
 pub fn normalise(form: &str) -> String {
     form.trim().to_lowercase()
-}
-
-trait LossyName {
-    fn to_string_lossy(&self) -> String;
-}
-impl LossyName for Box<str> {
-    fn to_string_lossy(&self) -> String {
-        String::from(&**self)
-    }
 }
 
 #[cfg(test)]

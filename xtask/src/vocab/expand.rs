@@ -1,0 +1,303 @@
+//! The expanded vocabulary E' (method.md section 2) in two modes:
+//!
+//! - `fisao`: the table names (COCO name, LVIS name, LVIS synonyms), the
+//!   lemmas of the entity's own WordNet noun synset only, singular and
+//!   plural forms of all of these, minus the reviewed exclusion list and
+//!   any WordNet-only form with an offensive WordNet sense.
+//! - `paper`: what the paper did (appendix A.1.1): each original word, its
+//!   plural, and the lemma names of every synset of the word in every part
+//!   of speech (NLTK `wordnet.synsets(word)`), with no sense check.
+//!
+//! Both modes then give every surface form to exactly one entity with the
+//! collision rule of [`resolve`].
+
+use super::plural;
+use super::sources::{Entity, Exclusion};
+use super::wordnet::{Pos, WordNet};
+use anyhow::{Context, Result};
+use std::collections::BTreeMap;
+
+/// How strongly a form belongs to an entity; lower wins a collision.
+/// Direct names beat made-up inflections, which beat WordNet lemmas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Tier {
+    /// The entity's canonical name.
+    Canonical,
+    /// A name from the COCO/LVIS tables (LVIS name or curated synonym).
+    Table,
+    /// A singular or plural of the canonical name.
+    CanonicalInflection,
+    /// A singular or plural of a table name.
+    TableInflection,
+    /// A WordNet lemma of the entity's synset.
+    WordNet,
+    /// A singular or plural of a WordNet lemma.
+    WordNetInflection,
+}
+
+impl Tier {
+    /// The tier of an inflection made from a form of this tier.
+    fn inflected(self) -> Tier {
+        match self {
+            Tier::Canonical | Tier::CanonicalInflection => Tier::CanonicalInflection,
+            Tier::Table | Tier::TableInflection => Tier::TableInflection,
+            Tier::WordNet | Tier::WordNetInflection => Tier::WordNetInflection,
+        }
+    }
+}
+
+/// Glosses that mark a sense as a slur or as offensive.
+const OFFENSIVE_GLOSS: &[&str] = &[
+    "ethnic slur",
+    "offensive term",
+    "offensive name",
+    "offensive word",
+    "disparaging",
+    "derogatory",
+    "obscene",
+    "vulgar",
+];
+
+/// A form claimed by more than one entity, and who got it.
+#[derive(Clone, Debug)]
+pub struct Collision {
+    pub form: String,
+    pub winner: usize,
+    pub losers: Vec<usize>,
+    pub rule: &'static str,
+}
+
+/// A form left out, the entities that had proposed it, and why.
+#[derive(Clone, Debug)]
+pub struct Dropped {
+    pub form: String,
+    pub entities: Vec<usize>,
+    pub reason: String,
+}
+
+/// The outcome of one expansion mode.
+pub struct Expanded {
+    /// form -> entity index, sorted by form.
+    pub forms: BTreeMap<String, usize>,
+    /// Distinct forms proposed before exclusions and collisions.
+    pub proposed: usize,
+    pub collisions: Vec<Collision>,
+    pub dropped: Vec<Dropped>,
+}
+
+/// Candidate forms: form -> (entity, tier) claims.
+type Claims = BTreeMap<String, Vec<(usize, Tier)>>;
+
+fn claim(claims: &mut Claims, form: &str, entity: usize, tier: Tier) {
+    let form = form.trim().to_lowercase().replace('_', " ");
+    if form.is_empty() {
+        return;
+    }
+    let list = claims.entry(form).or_default();
+    match list.iter_mut().find(|(e, _)| *e == entity) {
+        Some(c) => c.1 = c.1.min(tier),
+        None => list.push((entity, tier)),
+    }
+}
+
+/// Adds the plural and, for plural forms that are not pluralia tantum,
+/// the singular of `form`.
+fn claim_inflections(claims: &mut Claims, wn: &WordNet, form: &str, entity: usize, tier: Tier) {
+    let is_plural = |w: &str| plural::is_plural_word(w, &|x| singular_of(wn, x).is_some());
+    let (prefix, last) = match form.rfind([' ', '-']) {
+        Some(i) => (&form[..=i], &form[i + 1..]),
+        None => ("", form),
+    };
+    let tier = tier.inflected();
+    claim(claims, &plural::plural(form, &is_plural), entity, tier);
+    if is_plural(last)
+        && !plural::is_plurale_tantum(last)
+        && let Some(s) = singular_of(wn, last)
+    {
+        claim(claims, &format!("{prefix}{s}"), entity, tier);
+    }
+}
+
+/// Inflections of every base form of entity `i`.
+fn claim_all_inflections(
+    claims: &mut Claims,
+    wn: &WordNet,
+    bases: &mut Vec<(String, Tier)>,
+    i: usize,
+) {
+    bases.sort();
+    bases.dedup();
+    for (b, tier) in bases.iter() {
+        claim_inflections(claims, wn, b, i, *tier);
+    }
+}
+
+/// WordNet's singular of a noun: the first morphy base form that differs
+/// from the word ("skis" -> "ski", "mice" -> "mouse").
+pub fn singular_of(wn: &WordNet, word: &str) -> Option<String> {
+    let word = super::wordnet::key(word);
+    wn.morphy(&word, Pos::Noun)
+        .into_iter()
+        .find(|b| *b != word)
+        .map(|b| b.replace('_', " "))
+}
+
+/// The `fisao` expansion.
+pub fn fisao(entities: &[Entity], wn: &WordNet, exclusions: &[Exclusion]) -> Result<Expanded> {
+    let mut claims = Claims::new();
+    for (i, e) in entities.iter().enumerate() {
+        let mut bases: Vec<(String, Tier)> = Vec::new();
+        if !e.name.contains('(') {
+            bases.push((e.name.clone(), Tier::Canonical));
+        }
+        for n in &e.table_names {
+            bases.push((n.clone(), Tier::Table));
+        }
+        // LVIS made up synsets for some categories ("stop_sign.n.01"):
+        // those entities get no WordNet lemmas (listed in the docs).
+        if let Ok(id) = wn.synset_by_name(&e.synset) {
+            let synset = wn
+                .synset(id)
+                .with_context(|| format!("entity {:?} ({})", e.name, e.synset))?;
+            for lemma in synset.lemmas {
+                let form = lemma.to_lowercase().replace('_', " ");
+                if lemma.chars().any(char::is_uppercase) {
+                    // Proper and Linnaean names ("Canis familiaris") have
+                    // no plural worth matching: keep them uninflected.
+                    claim(&mut claims, &form, i, Tier::WordNet);
+                } else {
+                    bases.push((form, Tier::WordNet));
+                }
+            }
+        }
+        for (b, tier) in &bases {
+            claim(&mut claims, b, i, *tier);
+        }
+        claim_all_inflections(&mut claims, wn, &mut bases, i);
+    }
+    let proposed = claims.len();
+    let mut dropped = Vec::new();
+    for ex in exclusions {
+        if let Some(list) = claims.remove(&ex.form) {
+            dropped.push(Dropped {
+                form: ex.form.clone(),
+                entities: list.iter().map(|c| c.0).collect(),
+                reason: ex.reason.clone(),
+            });
+        }
+    }
+    // Only forms that WordNet alone proposes are checked: the table names
+    // ("boy", "taco", "cock") name the object itself.
+    let from_wordnet_only = |list: &Vec<(usize, Tier)>| list.iter().all(|c| c.1 >= Tier::WordNet);
+    let offensive: Vec<String> = claims
+        .iter()
+        .filter(|(f, list)| from_wordnet_only(list) && offensive_sense(wn, f).is_some())
+        .map(|(f, _)| f.clone())
+        .collect();
+    for form in offensive {
+        let gloss = offensive_sense(wn, &form).unwrap_or_default();
+        let list = claims.remove(&form).unwrap_or_default();
+        dropped.push(Dropped {
+            form,
+            entities: list.iter().map(|c| c.0).collect(),
+            reason: format!("a WordNet noun sense is glossed as offensive: \"{gloss}\""),
+        });
+    }
+    dropped.sort_by(|a, b| a.form.cmp(&b.form));
+    let (forms, collisions) = resolve(entities, claims);
+    Ok(Expanded {
+        forms,
+        proposed,
+        collisions,
+        dropped,
+    })
+}
+
+/// The gloss of a noun sense of `form` that marks it as offensive.
+fn offensive_sense(wn: &WordNet, form: &str) -> Option<String> {
+    wn.synsets(form, Some(Pos::Noun))
+        .into_iter()
+        .filter_map(|id| wn.synset(id).ok())
+        .map(|s| s.gloss)
+        .find(|g| {
+            let g = g.to_lowercase();
+            OFFENSIVE_GLOSS.iter().any(|m| g.contains(m))
+        })
+}
+
+/// The original words of an entity, as the paper counts them: its COCO
+/// name and its LVIS name (qualifier dropped), not LVIS's synonyms.
+pub fn original_words(e: &Entity) -> Vec<String> {
+    let mut words: Vec<String> = Vec::new();
+    if e.coco_id.is_some() {
+        words.push(e.name.clone());
+    }
+    if let Some(lvis) = &e.lvis_name
+        && !words.contains(lvis)
+    {
+        words.push(lvis.clone());
+    }
+    words
+}
+
+/// The `paper` expansion.
+pub fn paper(entities: &[Entity], wn: &WordNet) -> Result<Expanded> {
+    let mut claims = Claims::new();
+    for (i, e) in entities.iter().enumerate() {
+        for (k, w) in original_words(e).iter().enumerate() {
+            let tier = if k == 0 && !e.name.contains('(') {
+                Tier::Canonical
+            } else {
+                Tier::Table
+            };
+            claim(&mut claims, w, i, tier);
+            claim_inflections(&mut claims, wn, w, i, tier);
+            for id in wn.synsets(w, None) {
+                for lemma in wn.synset(id)?.lemmas {
+                    claim(&mut claims, &lemma, i, Tier::WordNet);
+                }
+            }
+        }
+    }
+    let proposed = claims.len();
+    let (forms, collisions) = resolve(entities, claims);
+    Ok(Expanded {
+        forms,
+        proposed,
+        collisions,
+        dropped: Vec::new(),
+    })
+}
+
+/// The collision rule: a form goes to the entity with the strongest
+/// claim ([`Tier`]: canonical name > table name > their inflections >
+/// WordNet lemma > its inflections); among
+/// equal claims, to the entity with more LVIS train images (the sense
+/// most often annotated in COCO-domain photos), then to the lower index.
+fn resolve(entities: &[Entity], claims: Claims) -> (BTreeMap<String, usize>, Vec<Collision>) {
+    let mut forms = BTreeMap::new();
+    let mut collisions = Vec::new();
+    for (form, mut list) in claims {
+        list.sort_by(|a, b| {
+            a.1.cmp(&b.1)
+                .then(entities[b.0].lvis_images.cmp(&entities[a.0].lvis_images))
+                .then(a.0.cmp(&b.0))
+        });
+        let (winner, tier) = list[0];
+        if list.len() > 1 {
+            let rule = match (tier, list[1].1 == tier) {
+                (Tier::Canonical, _) => "canonical name",
+                (_, false) => "stronger claim",
+                (_, true) => "same claim, more LVIS images",
+            };
+            collisions.push(Collision {
+                form: form.clone(),
+                winner,
+                losers: list[1..].iter().map(|c| c.0).collect(),
+                rule,
+            });
+        }
+        forms.insert(form, winner);
+    }
+    (forms, collisions)
+}
