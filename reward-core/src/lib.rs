@@ -21,6 +21,7 @@ extern crate std;
 pub mod align;
 pub mod baseline;
 pub mod mentions;
+pub mod metrics;
 pub mod ppo;
 pub mod reward;
 pub mod vocab;
