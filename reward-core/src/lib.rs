@@ -7,6 +7,9 @@
 //! metal.
 //!
 //! - [`vocab`]: the expanded entity vocabulary (COCO + LVIS + WordNet), compiled in.
+//! - [`baseline`]: eq. 7 score statistics, mergeable, saved as `baseline.json`.
+//! - [`reward`]: eq. 8 per-token rewards with the KL penalty.
+//! - [`ppo`]: GAE, whitening and the clipped PPO losses (the trainer's reference).
 //!
 //! ## Features
 //! - `std` (default): the standard library.
@@ -30,5 +33,8 @@ pub mod vocab;
 pub mod clip;
 
 pub use align::{Alignment, Coverage, align_mentions};
+pub use baseline::{BaselineError, Baselines, ScoreKind, ScoreLevel, ScoreStats, VerifierInfo};
 pub use mentions::{Matcher, Mention};
+pub use ppo::{PpoConfig, PpoError};
+pub use reward::{RewardBounds, RewardConfig, RewardError, ScoredMention, TokenRewarder};
 pub use vocab::{EntityId, VocabError, Vocabulary};
