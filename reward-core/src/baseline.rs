@@ -757,6 +757,7 @@ mod tests {
     #[test]
     fn class_means_and_errors() {
         let mut b = Baselines::new(ScoreLevel::Object, verifier());
+        assert_eq!(b.observed_range(), None);
         assert_eq!(
             b.class_means(),
             Err(BaselineError::EmptyClass {

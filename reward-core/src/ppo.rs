@@ -729,6 +729,30 @@ mod tests {
         );
         assert!(masked_whiten(&c, &[true, false], true, 1e-8).is_err());
         assert!(masked_whiten(&c, &[true, true], true, f64::NAN).is_err());
+        let e = masked_whiten(&c, &[true; 3], true, 1e-8).unwrap_err();
+        assert!(matches!(
+            e,
+            PpoError::LengthMismatch {
+                what: "values",
+                expected: 3,
+                found: 2
+            }
+        ));
+        let e = masked_whiten(&[1.0, f64::NAN], &[true, true], true, 1e-8).unwrap_err();
+        assert!(matches!(
+            e,
+            PpoError::NonFinite {
+                what: "values",
+                index: 1,
+                ..
+            }
+        ));
+        // masked_var: all masked, NaN kept.
+        assert_eq!(
+            masked_var(&c, &[false, false], false),
+            Err(PpoError::EmptyMask)
+        );
+        assert!(masked_var(&[f64::NAN, 1.0], &[true, true], true).is_err());
     }
 
     // values 1, 2, 0.5; rewards 0, 1, 2.
@@ -851,6 +875,30 @@ mod tests {
         let e = batch_advantages(&cfg, &values, &rewards, &mask, 4).unwrap_err();
         assert_eq!(e, PpoError::BadWidth { len: 6, width: 4 });
         assert!(batch_advantages(&cfg, &values, &rewards, &mask, 0).is_err());
+        let e = batch_advantages(&cfg, &values, &rewards[..5], &mask, 3).unwrap_err();
+        assert!(matches!(
+            e,
+            PpoError::LengthMismatch {
+                what: "rewards",
+                ..
+            }
+        ));
+        let mut bad = values;
+        bad[2] = f64::NAN;
+        let e = batch_advantages(&cfg, &bad, &rewards, &mask, 3).unwrap_err();
+        assert!(matches!(
+            e,
+            PpoError::NonFinite {
+                what: "values",
+                index: 2,
+                ..
+            }
+        ));
+        let bad_cfg = PpoConfig {
+            gamma: 2.0,
+            ..cfg.clone()
+        };
+        assert!(batch_advantages(&bad_cfg, &values, &rewards, &mask, 3).is_err());
         // A single kept token in the whole batch cannot be whitened.
         let one = [true, false, false, false, false, false];
         assert_eq!(
@@ -970,6 +1018,18 @@ mod tests {
             }
         ));
         assert!(value_loss(&[1.0], &[1.0], &[1.0], &[true], f64::NAN).is_err());
+        let e = value_loss(&[1.0], &[f64::INFINITY], &[1.0], &[true], 0.2).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                PpoError::NonFinite {
+                    what: "old_values",
+                    index: 0,
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 
     #[test]

@@ -16,6 +16,15 @@
 //! repeats get `repeat_reward` (-1) under `repeats = penalise`. Every
 //! constant is a field of [`RewardConfig`] with the documented default.
 //!
+//! In `sentence` mode (the Table 4 ablation) the response gets one reward,
+//! on its last token: eq. 8 applied to the verifier's score of the whole
+//! response, with boundaries from a *sentence-level* baseline (its own
+//! `s_c` / `s_h`: mean scores of SFT responses without and with a
+//! hallucinated object, see [`ScoreLevel::Sentence`]) and its own margin
+//! `sentence_margin`. Word and sentence scores are on different scales, so
+//! normalising a sentence score against object baselines would be
+//! meaningless; [`TokenRewarder::new`] refuses that combination.
+//!
 //! Degenerate boundaries are errors, decided once when the bounds are built:
 //! `s_max <= hi` (no score could earn a positive reward, and `s = hi = s_max`
 //! would divide 0 by 0) and `lo <= s_min` (the same on the negative side).
@@ -143,9 +152,11 @@ pub struct RewardConfig {
     pub repeat_reward: f64,
     /// Reward placement over a mention's tokens; default `last`.
     pub placement: Placement,
-    /// `s_min` of eq. 8; default `None`: the smallest baseline score.
+    /// `s_min` of eq. 8; default `None`: the smallest score in the
+    /// baselines in use (object- or sentence-level, by mode).
     pub score_min: Option<f64>,
-    /// `s_max` of eq. 8; default `None`: the largest baseline score.
+    /// `s_max` of eq. 8; default `None`: the largest score in the
+    /// baselines in use.
     pub score_max: Option<f64>,
 }
 
