@@ -17,6 +17,13 @@ pub fn run(args: &[String]) -> Result<()> {
     let root = setup::workspace_root();
     let step = |name: &str| eprintln!("\nxtask: === {name} ===");
 
+    step("vocabulary tables are what `cargo xtask vocab` generates");
+    if crate::vocab::wordnet_installed() {
+        crate::vocab::run(&["--check".to_string()])?;
+    } else {
+        eprintln!("xtask: skipped: WordNet 3.0 is not at {}", crate::vocab::WORDNET_DIR);
+    }
+
     step("workspace tests (default members, default features)");
     cmd::run(cmd::cargo(&root).args(["test", "--workspace", "--exclude", "gpu-train"]))?;
 

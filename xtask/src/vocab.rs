@@ -19,6 +19,7 @@ pub const WORDNET_DIR: &str = "/usr/share/wordnet";
 
 /// Entities whose forms the docs show as examples.
 const EXAMPLES: &[&str] = &[
+    "person",
     "chair",
     "cat",
     "dog",
@@ -29,6 +30,9 @@ const EXAMPLES: &[&str] = &[
     "glass",
     "mouse",
     "couch",
+    "tv",
+    "baseball bat",
+    "bat (animal)",
     "pony",
 ];
 
@@ -82,9 +86,11 @@ pub fn generate(root: &Path, wordnet_dir: &Path) -> Result<Vec<(PathBuf, String)
             wordnet_dir.display()
         )
     })?;
-    let entities = sources::load(&data)?;
     let exclusions = sources::exclusions(&data)?;
-    let fisao = expand::fisao(&entities, &wn, &exclusions)?;
+    let assignments = sources::assignments(&data)?;
+    let reserved: Vec<&str> = assignments.iter().map(|a| a.form.as_str()).collect();
+    let entities = sources::load(&data, &reserved)?;
+    let fisao = expand::fisao(&entities, &wn, &exclusions, &assignments)?;
     let paper = expand::paper(&entities, &wn)?;
 
     let vectors_path = data.join("entity_words_expansion_vectors.tsv");

@@ -148,6 +148,35 @@ pub fn docs_section(r: &Report) -> String {
         );
     }
 
+    let missing: Vec<String> = r
+        .fisao
+        .missing_synsets
+        .iter()
+        .map(|&i| format!("{} (`{}`)", name(i), r.entities[i].synset))
+        .collect();
+    let _ = writeln!(
+        s,
+        "\n### LVIS synsets that are not in WordNet 3.0\n\nThese {} entities get no WordNet lemmas, only their table names and inflections: {}.",
+        missing.len(),
+        missing.join(", ")
+    );
+
+    let _ = writeln!(s, "\n### Kept although a WordNet sense is offensive\n");
+    let _ = writeln!(
+        s,
+        "These are COCO/LVIS names of the object itself, so they stay (the WordNet-only forms with such a sense are dropped below).\n"
+    );
+    let _ = writeln!(s, "| form | entity | offensive gloss |");
+    let _ = writeln!(s, "|---|---|---|");
+    for (form, e, gloss) in &r.fisao.kept_offensive {
+        let _ = writeln!(
+            s,
+            "| {form} | {} | {} |",
+            name(*e),
+            gloss.replace('|', "\\|")
+        );
+    }
+
     let _ = writeln!(s, "\n### Dropped forms (fisao)\n");
     let _ = writeln!(s, "| form | proposed by | reason |");
     let _ = writeln!(s, "|---|---|---|");

@@ -12,9 +12,9 @@
 //! collision rule of [`resolve`].
 
 use super::plural;
-use super::sources::{Entity, Exclusion};
+use super::sources::{Assignment, Entity, Exclusion};
 use super::wordnet::{Pos, WordNet};
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 
 /// How strongly a form belongs to an entity; lower wins a collision.
@@ -64,7 +64,7 @@ pub struct Collision {
     pub form: String,
     pub winner: usize,
     pub losers: Vec<usize>,
-    pub rule: &'static str,
+    pub rule: String,
 }
 
 /// A form left out, the entities that had proposed it, and why.
@@ -83,6 +83,11 @@ pub struct Expanded {
     pub proposed: usize,
     pub collisions: Vec<Collision>,
     pub dropped: Vec<Dropped>,
+    /// Table names kept although a WordNet sense of them is offensive
+    /// (form, entity, gloss): they name the object itself.
+    pub kept_offensive: Vec<(String, usize, String)>,
+    /// Entities whose LVIS synset is not in WordNet 3.0 (no lemmas added).
+    pub missing_synsets: Vec<usize>,
 }
 
 /// Candidate forms: form -> (entity, tier) claims.
@@ -143,8 +148,14 @@ pub fn singular_of(wn: &WordNet, word: &str) -> Option<String> {
 }
 
 /// The `fisao` expansion.
-pub fn fisao(entities: &[Entity], wn: &WordNet, exclusions: &[Exclusion]) -> Result<Expanded> {
+pub fn fisao(
+    entities: &[Entity],
+    wn: &WordNet,
+    exclusions: &[Exclusion],
+    assignments: &[Assignment],
+) -> Result<Expanded> {
     let mut claims = Claims::new();
+    let mut missing_synsets = Vec::new();
     for (i, e) in entities.iter().enumerate() {
         let mut bases: Vec<(String, Tier)> = Vec::new();
         if !e.name.contains('(') {
@@ -155,7 +166,11 @@ pub fn fisao(entities: &[Entity], wn: &WordNet, exclusions: &[Exclusion]) -> Res
         }
         // LVIS made up synsets for some categories ("stop_sign.n.01"):
         // those entities get no WordNet lemmas (listed in the docs).
-        if let Ok(id) = wn.synset_by_name(&e.synset) {
+        let resolved = wn.synset_by_name(&e.synset);
+        if resolved.is_err() {
+            missing_synsets.push(i);
+        }
+        if let Ok(id) = resolved {
             let synset = wn
                 .synset(id)
                 .with_context(|| format!("entity {:?} ({})", e.name, e.synset))?;
@@ -178,13 +193,17 @@ pub fn fisao(entities: &[Entity], wn: &WordNet, exclusions: &[Exclusion]) -> Res
     let proposed = claims.len();
     let mut dropped = Vec::new();
     for ex in exclusions {
-        if let Some(list) = claims.remove(&ex.form) {
-            dropped.push(Dropped {
-                form: ex.form.clone(),
-                entities: list.iter().map(|c| c.0).collect(),
-                reason: ex.reason.clone(),
-            });
-        }
+        let Some(list) = claims.remove(&ex.form) else {
+            bail!(
+                "vocab_exclusions.tsv: {:?} is not proposed by any entity; remove the stale row",
+                ex.form
+            );
+        };
+        dropped.push(Dropped {
+            form: ex.form.clone(),
+            entities: list.iter().map(|c| c.0).collect(),
+            reason: ex.reason.clone(),
+        });
     }
     // Only forms that WordNet alone proposes are checked: the table names
     // ("boy", "taco", "cock") name the object itself.
@@ -193,6 +212,11 @@ pub fn fisao(entities: &[Entity], wn: &WordNet, exclusions: &[Exclusion]) -> Res
         .iter()
         .filter(|(f, list)| from_wordnet_only(list) && offensive_sense(wn, f).is_some())
         .map(|(f, _)| f.clone())
+        .collect();
+    let kept_offensive: Vec<(String, usize, String)> = claims
+        .iter()
+        .filter(|(_, list)| !from_wordnet_only(list))
+        .filter_map(|(f, list)| Some((f.clone(), list[0].0, offensive_sense(wn, f)?)))
         .collect();
     for form in offensive {
         let gloss = offensive_sense(wn, &form).unwrap_or_default();
@@ -204,12 +228,45 @@ pub fn fisao(entities: &[Entity], wn: &WordNet, exclusions: &[Exclusion]) -> Res
         });
     }
     dropped.sort_by(|a, b| a.form.cmp(&b.form));
-    let (forms, collisions) = resolve(entities, claims);
+    let mut assigned = Vec::new();
+    for a in assignments {
+        let Some(entity) = entities.iter().position(|e| e.name == a.entity) else {
+            bail!(
+                "vocab_assignments.tsv: {:?} is given to {:?}, which is not an entity",
+                a.form,
+                a.entity
+            );
+        };
+        if exclusions.iter().any(|e| e.form == a.form) {
+            bail!("{:?} is both excluded and assigned", a.form);
+        }
+        let others: Vec<usize> = claims
+            .remove(&a.form)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.0)
+            .filter(|&e| e != entity)
+            .collect();
+        assigned.push((a.form.clone(), entity, others, &a.reason));
+    }
+    let (mut forms, mut collisions) = resolve(entities, claims);
+    for (form, entity, losers, reason) in assigned {
+        forms.insert(form.clone(), entity);
+        collisions.push(Collision {
+            form,
+            winner: entity,
+            losers,
+            rule: format!("reviewed assignment: {reason}"),
+        });
+    }
+    collisions.sort_by(|a, b| a.form.cmp(&b.form));
     Ok(Expanded {
         forms,
         proposed,
         collisions,
         dropped,
+        kept_offensive,
+        missing_synsets,
     })
 }
 
@@ -266,6 +323,8 @@ pub fn paper(entities: &[Entity], wn: &WordNet) -> Result<Expanded> {
         proposed,
         collisions,
         dropped: Vec::new(),
+        kept_offensive: Vec::new(),
+        missing_synsets: Vec::new(),
     })
 }
 
@@ -294,7 +353,7 @@ fn resolve(entities: &[Entity], claims: Claims) -> (BTreeMap<String, usize>, Vec
                 form: form.clone(),
                 winner,
                 losers: list[1..].iter().map(|c| c.0).collect(),
-                rule,
+                rule: rule.to_string(),
             });
         }
         forms.insert(form, winner);

@@ -56,8 +56,8 @@ const UNINFLECTED: &[&str] = &[
 /// ("goldfish", "starfish", "aircraft", "silverware").
 const UNINFLECTED_SUFFIX: &[&str] = &["fish", "sheep", "deer", "craft", "ware"];
 
-/// Irregular plurals (singular, plural); matched as a suffix of a word, so
-/// "dormouse" -> "dormice" and "pocketknife" -> "pocketknives".
+/// Irregular plurals (singular, plural). The words in [`SUFFIX_IRREGULAR`]
+/// also match as the end of a compound ("pocketknife" -> "pocketknives").
 const IRREGULAR: &[(&str, &str)] = &[
     ("person", "people"),
     ("child", "children"),
@@ -102,10 +102,16 @@ const MAN_REGULAR: &[&str] = &[
     "pullman", "desman", "dolman", "cyclamen",
 ];
 
-/// Suffix-matched irregulars that must not apply inside these words.
-const SUFFIX_BLOCKED: &[&str] = &[
-    "mongoose", "chief", "belief", "roof", "proof", "dwarf", "turf", "reef",
+/// Irregular singulars that also inflect as the head of a closed compound
+/// ("dormouse", "bookshelf", "headscarf"); "life" and "louse" do not
+/// ("wildlife", "blouse").
+const SUFFIX_IRREGULAR: &[&str] = &[
+    "knife", "scarf", "mouse", "shelf", "wolf", "leaf", "loaf", "child", "tooth", "goose", "wife",
+    "foot", "calf", "half",
 ];
+
+/// Compounds that look like they end in an irregular word but do not.
+const SUFFIX_BLOCKED: &[&str] = &["mongoose"];
 
 /// "-o" nouns that take "-es" (everything else ending in "o" takes "-s").
 const O_ES: &[&str] = &[
@@ -180,8 +186,8 @@ const SINGULAR_S: &[&str] = &[
 
 /// True when a word is a plural form: a plurale tantum, or a word that
 /// WordNet's noun morphology reduces to a different noun (`has_singular`:
-/// "skis" -> "ski", "mice" -> "mouse"); words ending in "ss", "us" or "is"
-/// and the [`SINGULAR_S`] list are singular.
+/// "skis" -> "ski", "mice" -> "mouse"); words ending in "ss" or "us" and
+/// the [`SINGULAR_S`] list are singular.
 pub fn is_plural_word(word: &str, has_singular: &dyn Fn(&str) -> bool) -> bool {
     if PLURALIA_TANTUM.iter().any(|p| word.ends_with(p)) {
         return true;
@@ -190,10 +196,7 @@ pub fn is_plural_word(word: &str, has_singular: &dyn Fn(&str) -> bool) -> bool {
         return false;
     }
     if word.ends_with('s') {
-        !word.ends_with("ss")
-            && !word.ends_with("us")
-            && !word.ends_with("is")
-            && has_singular(word)
+        !word.ends_with("ss") && !word.ends_with("us") && has_singular(word)
     } else {
         // Irregular plurals from noun.exc ("mice", "geese") and "-men".
         has_singular(word)
@@ -245,7 +248,7 @@ fn irregular(word: &str) -> Option<String> {
         .iter()
         // "man" is handled by its own rule with the MAN_REGULAR list.
         .filter(|(s, _)| *s != "man" && *s != "woman")
-        .find(|(s, _)| word == *s || (s.len() > 3 && word.ends_with(s)))
+        .find(|(s, _)| word == *s || (SUFFIX_IRREGULAR.contains(s) && word.ends_with(s)))
         .map(|(s, p)| format!("{}{}", &word[..word.len() - s.len()], p))
 }
 
@@ -304,6 +307,9 @@ mod tests {
             ("potato", "potatoes"),
             ("piano", "pianos"),
             ("mongoose", "mongooses"),
+            ("blouse", "blouses"),
+            ("wildlife", "wildlifes"),
+            ("bookshelf", "bookshelves"),
             ("teddy bear", "teddy bears"),
             ("pair of scissors", "pairs of scissors"),
             ("bow-tie", "bow-ties"),

@@ -104,7 +104,9 @@ fn qualified(name: &str) -> String {
 
 /// Reads the tables in `data_dir` and builds the merged entity list, in
 /// order: COCO categories by COCO id, then LVIS-only categories by LVIS id.
-pub fn load(data_dir: &Path) -> Result<Vec<Entity>> {
+/// `reserved` are forms that data/vocab_assignments.tsv gives to a named
+/// entity: no other entity may take them as its canonical name.
+pub fn load(data_dir: &Path, reserved: &[&str]) -> Result<Vec<Entity>> {
     let read = |name: &str| {
         let path = data_dir.join(name);
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
@@ -207,15 +209,17 @@ pub fn load(data_dir: &Path) -> Result<Vec<Entity>> {
             }
         }
     }
-    canonical_names(&mut entities)?;
+    canonical_names(&mut entities, reserved)?;
     Ok(entities)
 }
 
 /// Canonical names: a COCO category keeps its COCO name; an LVIS-only
 /// category drops its "(...)" qualifier unless another entity would then
 /// have the same name, in which case it keeps it ("fish (food)" next to
-/// "fish"; "bow (weapon)" next to "bow (decorative ribbons)").
-fn canonical_names(entities: &mut [Entity]) -> Result<()> {
+/// "fish"; "bow (weapon)" next to "bow (decorative ribbons)"), or unless the
+/// bare name is `reserved` for another entity ("bat (animal)": "bat" is the
+/// baseball bat).
+fn canonical_names(entities: &mut [Entity], reserved: &[&str]) -> Result<()> {
     let mut count: BTreeMap<String, usize> = BTreeMap::new();
     for e in entities.iter() {
         let short = if e.coco_id.is_some() {
@@ -227,7 +231,7 @@ fn canonical_names(entities: &mut [Entity]) -> Result<()> {
     }
     for e in entities.iter_mut().filter(|e| e.coco_id.is_none()) {
         let short = strip_qualifier(&e.name);
-        if count[&short] == 1 {
+        if count[&short] == 1 && !reserved.contains(&short.as_str()) {
             e.name = short;
         }
     }
@@ -270,6 +274,45 @@ pub fn exclusions(data_dir: &Path) -> Result<Vec<Exclusion>> {
         out.push(Exclusion {
             form: form.to_string(),
             reason: r.get(1, "reason")?.to_string(),
+        });
+    }
+    Ok(out)
+}
+
+/// One row of `data/vocab_assignments.tsv`: a form given to a named entity
+/// whatever the collision rule would say.
+#[derive(Clone, Debug)]
+pub struct Assignment {
+    pub form: String,
+    pub entity: String,
+    pub reason: String,
+}
+
+/// Reads the reviewed assignments (`form<TAB>entity<TAB>reason`).
+pub fn assignments(data_dir: &Path) -> Result<Vec<Assignment>> {
+    let path = data_dir.join("vocab_assignments.tsv");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut out: Vec<Assignment> = Vec::new();
+    for r in rows(
+        "vocab_assignments.tsv",
+        &text,
+        &["form", "entity", "reason"],
+    )? {
+        let form = r.get(0, "form")?;
+        if form != form.trim().to_lowercase() || form.is_empty() {
+            bail!(
+                "vocab_assignments.tsv:{}: form {form:?} must be lower case and trimmed",
+                r.line
+            );
+        }
+        if out.iter().any(|a| a.form == form) {
+            bail!("vocab_assignments.tsv:{}: {form:?} is listed twice", r.line);
+        }
+        out.push(Assignment {
+            form: form.to_string(),
+            entity: r.get(1, "entity")?.to_string(),
+            reason: r.get(2, "reason")?.to_string(),
         });
     }
     Ok(out)

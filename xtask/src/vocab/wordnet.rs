@@ -32,15 +32,6 @@ impl Pos {
         }
     }
 
-    fn letter(self) -> &'static str {
-        match self {
-            Pos::Noun => "n",
-            Pos::Verb => "v",
-            Pos::Adj => "a",
-            Pos::Adv => "r",
-        }
-    }
-
     /// NLTK's `MORPHOLOGICAL_SUBSTITUTIONS` (from WordNet's morphy(7WN)).
     fn substitutions(self) -> &'static [(&'static str, &'static str)] {
         match self {
@@ -136,11 +127,6 @@ impl WordNet {
     fn pos(&self, pos: Pos) -> &PosFiles {
         // `load` fills every POS, so the map always has the key.
         &self.files[&pos]
-    }
-
-    /// True when `lemma` (lower case, spaces or `_`) has a synset of `pos`.
-    pub fn has_lemma(&self, pos: Pos, lemma: &str) -> bool {
-        self.pos(pos).index.contains_key(&key(lemma))
     }
 
     /// Resolves an NLTK synset name such as `"dog.n.01"`: the N-th sense of
@@ -244,12 +230,6 @@ impl WordNet {
             }
         }
         out
-    }
-
-    /// The synset's NLTK-style name, for messages (`dog.n.01` is not
-    /// recoverable cheaply, so this is `n:02084071`).
-    pub fn describe(id: SynsetId) -> String {
-        format!("{}:{:08}", id.pos.letter(), id.offset)
     }
 }
 
