@@ -266,6 +266,123 @@ mod tests {
         assert_eq!(v.lookup("  Dog "), v.lookup("dog"));
     }
 
+    /// The entity a form names, by canonical name.
+    fn named<'v>(v: &'v Vocabulary, form: &str) -> Option<&'v str> {
+        v.lookup(form).and_then(|id| v.entity_name(id))
+    }
+
+    #[test]
+    fn plurals_synonyms_and_senses() {
+        let v = Vocabulary::builtin(Expansion::Fisao);
+        assert_eq!(named(&v, "dogs"), Some("dog"));
+        assert_eq!(named(&v, "Teddy Bears"), Some("teddy bear"));
+        assert_eq!(named(&v, "hot dogs"), Some("hot dog"));
+        assert_eq!(
+            named(&v, "frankfurter"),
+            Some("hot dog"),
+            "WordNet lemma of frank.n.02"
+        );
+        assert_eq!(named(&v, "people"), Some("person"));
+        assert_eq!(named(&v, "mice"), Some("mouse"));
+        assert_eq!(named(&v, "sofa"), Some("couch"), "COCO couch = LVIS sofa");
+        assert_eq!(named(&v, "television"), Some("tv"));
+        assert_eq!(
+            named(&v, "ski"),
+            Some("skis"),
+            "singular of COCO's plural name"
+        );
+        // dog.n.01 has no lemma "puppy": LVIS has its own puppy category.
+        assert_eq!(named(&v, "puppy"), Some("puppy"));
+        assert_eq!(named(&v, "puppies"), Some("puppy"));
+    }
+
+    #[test]
+    fn wrong_senses_and_excluded_forms_are_absent() {
+        let v = Vocabulary::builtin(Expansion::Fisao);
+        // Other senses of "chair" and "cat", and slurs for "taco".
+        for form in [
+            "moderate", "purge", "chuck", "lead", "greaser", "wetback", "kid",
+        ] {
+            assert_eq!(v.lookup(form), None, "{form}");
+        }
+        // Reviewed exclusions: function words and misleading senses.
+        for form in ["can", "top", "picture", "color", "home", "leg"] {
+            assert_eq!(v.lookup(form), None, "{form}");
+        }
+        // The entity stays reachable through its other forms.
+        assert_eq!(named(&v, "tin can"), Some("can"));
+        assert_eq!(named(&v, "cans"), Some("can"));
+        assert!(v.entity("can").is_some());
+        // A reviewed assignment: "bat" is the baseball bat.
+        assert_eq!(named(&v, "bat"), Some("baseball bat"));
+        assert!(v.entity("bat (animal)").is_some());
+    }
+
+    #[test]
+    fn paper_mode_keeps_every_sense() {
+        let v = Vocabulary::builtin(Expansion::Paper);
+        assert_eq!(named(&v, "moderate"), Some("chair"));
+        assert_eq!(named(&v, "purge"), Some("cat"));
+        assert_eq!(named(&v, "dog"), Some("dog"));
+        assert_eq!(
+            v.num_entities(),
+            Vocabulary::builtin(Expansion::Fisao).num_entities()
+        );
+    }
+
+    #[test]
+    fn forms_are_unique_sorted_and_normalised() {
+        for mode in [Expansion::Fisao, Expansion::Paper] {
+            let v = Vocabulary::builtin(mode);
+            let forms: Vec<(&str, EntityId)> = v.forms().collect();
+            for pair in forms.windows(2) {
+                assert!(
+                    pair[0].0 < pair[1].0,
+                    "{:?} not before {:?}",
+                    pair[0].0,
+                    pair[1].0
+                );
+            }
+            for (form, id) in forms {
+                assert_eq!(normalise(form), form);
+                assert!(v.entity_name(id).is_some(), "{form} -> {id:?}");
+                assert_eq!(v.lookup(form), Some(id));
+            }
+        }
+    }
+
+    #[test]
+    fn coco_and_lvis_ids() {
+        let v = Vocabulary::builtin(Expansion::Fisao);
+        let coco: Vec<EntityId> = (1..=90).filter_map(|c| v.entity_of_coco_id(c)).collect();
+        assert_eq!(coco.len(), 80);
+        let dog = v.lookup("dog").unwrap();
+        assert_eq!((v.coco_id(dog), v.lvis_id(dog)), (Some(18), Some(378)));
+        let hot_dog = v.lookup("hot dog").unwrap();
+        assert_eq!((v.coco_id(hot_dog), v.lvis_id(hot_dog)), (Some(58), None));
+        let puppy = v.lookup("puppy").unwrap();
+        assert_eq!(v.coco_id(puppy), None);
+        assert!(v.lvis_id(puppy).is_some());
+        let lvis = (0..v.num_entities())
+            .filter(|&i| v.lvis_id(EntityId(i as u16)).is_some())
+            .count();
+        assert_eq!(lvis, 1203);
+    }
+
+    #[test]
+    fn counts_are_stable() {
+        // Regenerating the tables must not change these silently: update
+        // them (and docs/vocabulary.md) together with the generator.
+        let fisao = Vocabulary::builtin(Expansion::Fisao);
+        let paper = Vocabulary::builtin(Expansion::Paper);
+        assert_eq!(fisao.num_entities(), 1204);
+        assert_eq!(fisao.num_forms(), FISAO_FORMS);
+        assert_eq!(paper.num_forms(), PAPER_FORMS);
+    }
+
+    const FISAO_FORMS: usize = 4458;
+    const PAPER_FORMS: usize = 5873;
+
     #[test]
     fn collision_is_an_error() {
         let err = Vocabulary::from_parts(

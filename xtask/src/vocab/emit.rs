@@ -161,6 +161,18 @@ pub fn docs_section(r: &Report) -> String {
         missing.join(", ")
     );
 
+    let unreachable: Vec<&str> = (0..r.entities.len())
+        .filter(|i| !r.fisao.forms.values().any(|e| e == i))
+        .map(name)
+        .collect();
+    let _ = writeln!(
+        s,
+        "\n### Entities without a surface form (fisao)\n\nThese {} entities exist (for ids and ground truth) but no caption word maps to them: \
+         their only forms were excluded or went to a more common sense: {}.",
+        unreachable.len(),
+        unreachable.join(", ")
+    );
+
     let _ = writeln!(s, "\n### Kept although a WordNet sense is offensive\n");
     let _ = writeln!(
         s,
