@@ -380,7 +380,7 @@ mod tests {
         assert_eq!(paper.num_forms(), PAPER_FORMS);
     }
 
-    const FISAO_FORMS: usize = 4458;
+    const FISAO_FORMS: usize = 4453;
     const PAPER_FORMS: usize = 5873;
 
     #[test]
