@@ -253,25 +253,26 @@ fn irregular(word: &str) -> Option<String> {
 }
 
 fn regular(word: &str) -> String {
-    let stem_y = word.strip_suffix('y');
-    let before_last = word.chars().rev().nth(1);
-    let is_vowel = |c: Option<char>| matches!(c, Some('a' | 'e' | 'i' | 'o' | 'u'));
+    // "-sis" first: "analysis" -> "analyses", not the sibilant rule.
+    if let Some(stem) = word.strip_suffix("sis") {
+        return format!("{stem}ses");
+    }
+    // "stomach", "monarch": a hard "ch" takes a plain "s".
     if ["s", "x", "z", "sh", "ch"]
         .iter()
         .any(|e| word.ends_with(e))
         && !word.ends_with("stomach")
+        && !word.ends_with("monarch")
     {
         return format!("{word}es");
     }
-    if let Some(stem) = stem_y
-        && !is_vowel(before_last)
+    let before_last = word.chars().rev().nth(1);
+    if let Some(stem) = word.strip_suffix('y')
+        && !matches!(before_last, Some('a' | 'e' | 'i' | 'o' | 'u'))
     {
         return format!("{stem}ies");
     }
-    if word.ends_with("sis") {
-        return format!("{}ses", &word[..word.len() - 3]);
-    }
-    if word.ends_with('o') && O_ES.iter().any(|o| word.ends_with(o)) {
+    if O_ES.iter().any(|o| word.ends_with(o)) {
         return format!("{word}es");
     }
     format!("{word}s")
@@ -308,6 +309,8 @@ mod tests {
             ("piano", "pianos"),
             ("mongoose", "mongooses"),
             ("blouse", "blouses"),
+            ("analysis", "analyses"),
+            ("stomach", "stomachs"),
             ("wildlife", "wildlifes"),
             ("bookshelf", "bookshelves"),
             ("teddy bear", "teddy bears"),
