@@ -157,40 +157,74 @@ pub fn fisao(
     let mut claims = Claims::new();
     let mut missing_synsets = Vec::new();
     for (i, e) in entities.iter().enumerate() {
-        let mut bases: Vec<(String, Tier)> = Vec::new();
-        if !e.name.contains('(') {
-            bases.push((e.name.clone(), Tier::Canonical));
-        }
-        for n in &e.table_names {
-            bases.push((n.clone(), Tier::Table));
-        }
-        // LVIS made up synsets for some categories ("stop_sign.n.01"):
-        // those entities get no WordNet lemmas (listed in the docs).
-        let resolved = wn.synset_by_name(&e.synset);
-        if resolved.is_err() {
+        if !claim_entity(&mut claims, wn, e, i)? {
             missing_synsets.push(i);
         }
-        if let Ok(id) = resolved {
-            let synset = wn
-                .synset(id)
-                .with_context(|| format!("entity {:?} ({})", e.name, e.synset))?;
-            for lemma in synset.lemmas {
-                let form = lemma.to_lowercase().replace('_', " ");
-                if lemma.chars().any(char::is_uppercase) {
-                    // Proper and Linnaean names ("Canis familiaris") have
-                    // no plural worth matching: keep them uninflected.
-                    claim(&mut claims, &form, i, Tier::WordNet);
-                } else {
-                    bases.push((form, Tier::WordNet));
-                }
-            }
-        }
-        for (b, tier) in &bases {
-            claim(&mut claims, b, i, *tier);
-        }
-        claim_all_inflections(&mut claims, wn, &mut bases, i);
     }
     let proposed = claims.len();
+    let mut dropped = apply_exclusions(&mut claims, exclusions)?;
+    dropped.extend(drop_offensive(&mut claims, wn));
+    dropped.sort_by(|a, b| a.form.cmp(&b.form));
+    let assigned = take_assigned(&mut claims, entities, exclusions, assignments)?;
+    let (mut forms, mut collisions) = resolve(entities, claims);
+    for (form, entity, losers, reason) in assigned {
+        forms.insert(form.clone(), entity);
+        collisions.push(Collision {
+            form,
+            winner: entity,
+            losers,
+            rule: format!("reviewed assignment: {reason}"),
+        });
+    }
+    collisions.sort_by(|a, b| a.form.cmp(&b.form));
+    let kept_offensive = forms
+        .iter()
+        .filter_map(|(f, &e)| Some((f.clone(), e, offensive_sense(wn, f)?)))
+        .collect();
+    Ok(Expanded {
+        forms,
+        proposed,
+        collisions,
+        dropped,
+        kept_offensive,
+        missing_synsets,
+    })
+}
+
+/// Claims every fisao form of entity `i`; false when its synset is not in
+/// WordNet 3.0 (LVIS made up a few, e.g. "stop_sign.n.01"), in which case
+/// only the table names and their inflections are claimed.
+fn claim_entity(claims: &mut Claims, wn: &WordNet, e: &Entity, i: usize) -> Result<bool> {
+    let mut bases: Vec<(String, Tier)> = Vec::new();
+    if !e.name.contains('(') {
+        bases.push((e.name.clone(), Tier::Canonical));
+    }
+    bases.extend(e.table_names.iter().map(|n| (n.clone(), Tier::Table)));
+    let resolved = wn.synset_by_name(&e.synset).ok();
+    if let Some(id) = resolved {
+        let synset = wn
+            .synset(id)
+            .with_context(|| format!("entity {:?} ({})", e.name, e.synset))?;
+        for lemma in synset.lemmas {
+            let form = lemma.to_lowercase().replace('_', " ");
+            if lemma.chars().any(char::is_uppercase) {
+                // Proper and Linnaean names ("Canis familiaris") have no
+                // plural worth matching: keep them uninflected.
+                claim(claims, &form, i, Tier::WordNet);
+            } else {
+                bases.push((form, Tier::WordNet));
+            }
+        }
+    }
+    for (b, tier) in &bases {
+        claim(claims, b, i, *tier);
+    }
+    claim_all_inflections(claims, wn, &mut bases, i);
+    Ok(resolved.is_some())
+}
+
+/// Removes the reviewed exclusions; a row that matches nothing is stale.
+fn apply_exclusions(claims: &mut Claims, exclusions: &[Exclusion]) -> Result<Vec<Dropped>> {
     let mut dropped = Vec::new();
     for ex in exclusions {
         let Some(list) = claims.remove(&ex.form) else {
@@ -205,29 +239,39 @@ pub fn fisao(
             reason: ex.reason.clone(),
         });
     }
-    // Only forms that WordNet alone proposes are checked: the table names
-    // ("boy", "taco", "cock") name the object itself.
-    let from_wordnet_only = |list: &Vec<(usize, Tier)>| list.iter().all(|c| c.1 >= Tier::WordNet);
-    let offensive: Vec<String> = claims
+    Ok(dropped)
+}
+
+/// Removes forms that only WordNet proposes and that have an offensive
+/// noun sense. Table names ("boy", "taco", "cock") name the object itself
+/// and stay; the docs list them with the gloss.
+fn drop_offensive(claims: &mut Claims, wn: &WordNet) -> Vec<Dropped> {
+    let offensive: Vec<(String, String)> = claims
         .iter()
-        .filter(|(f, list)| from_wordnet_only(list) && offensive_sense(wn, f).is_some())
-        .map(|(f, _)| f.clone())
+        .filter(|(_, list)| list.iter().all(|c| c.1 >= Tier::WordNet))
+        .filter_map(|(f, _)| Some((f.clone(), offensive_sense(wn, f)?)))
         .collect();
-    let kept_offensive: Vec<(String, usize, String)> = claims
-        .iter()
-        .filter(|(_, list)| !from_wordnet_only(list))
-        .filter_map(|(f, list)| Some((f.clone(), list[0].0, offensive_sense(wn, f)?)))
-        .collect();
-    for form in offensive {
-        let gloss = offensive_sense(wn, &form).unwrap_or_default();
-        let list = claims.remove(&form).unwrap_or_default();
-        dropped.push(Dropped {
-            form,
-            entities: list.iter().map(|c| c.0).collect(),
-            reason: format!("a WordNet noun sense is glossed as offensive: \"{gloss}\""),
-        });
-    }
-    dropped.sort_by(|a, b| a.form.cmp(&b.form));
+    offensive
+        .into_iter()
+        .map(|(form, gloss)| {
+            let list = claims.remove(&form).unwrap_or_default();
+            Dropped {
+                form,
+                entities: list.iter().map(|c| c.0).collect(),
+                reason: format!("a WordNet noun sense is glossed as offensive: \"{gloss}\""),
+            }
+        })
+        .collect()
+}
+
+/// Takes the assigned forms out of the claims: (form, entity, other
+/// claimants, reason).
+fn take_assigned<'a>(
+    claims: &mut Claims,
+    entities: &[Entity],
+    exclusions: &[Exclusion],
+    assignments: &'a [Assignment],
+) -> Result<Vec<(String, usize, Vec<usize>, &'a str)>> {
     let mut assigned = Vec::new();
     for a in assignments {
         let Some(entity) = entities.iter().position(|e| e.name == a.entity) else {
@@ -238,7 +282,10 @@ pub fn fisao(
             );
         };
         if exclusions.iter().any(|e| e.form == a.form) {
-            bail!("{:?} is both excluded and assigned", a.form);
+            bail!(
+                "{:?} is both excluded (vocab_exclusions.tsv) and assigned",
+                a.form
+            );
         }
         let others: Vec<usize> = claims
             .remove(&a.form)
@@ -247,27 +294,9 @@ pub fn fisao(
             .map(|c| c.0)
             .filter(|&e| e != entity)
             .collect();
-        assigned.push((a.form.clone(), entity, others, &a.reason));
+        assigned.push((a.form.clone(), entity, others, a.reason.as_str()));
     }
-    let (mut forms, mut collisions) = resolve(entities, claims);
-    for (form, entity, losers, reason) in assigned {
-        forms.insert(form.clone(), entity);
-        collisions.push(Collision {
-            form,
-            winner: entity,
-            losers,
-            rule: format!("reviewed assignment: {reason}"),
-        });
-    }
-    collisions.sort_by(|a, b| a.form.cmp(&b.form));
-    Ok(Expanded {
-        forms,
-        proposed,
-        collisions,
-        dropped,
-        kept_offensive,
-        missing_synsets,
-    })
+    Ok(assigned)
 }
 
 /// The gloss of a noun sense of `form` that marks it as offensive.
