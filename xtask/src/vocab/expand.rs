@@ -167,14 +167,9 @@ pub fn fisao(
     dropped.sort_by(|a, b| a.form.cmp(&b.form));
     let assigned = take_assigned(&mut claims, entities, exclusions, assignments)?;
     let (mut forms, mut collisions) = resolve(entities, claims);
-    for (form, entity, losers, reason) in assigned {
-        forms.insert(form.clone(), entity);
-        collisions.push(Collision {
-            form,
-            winner: entity,
-            losers,
-            rule: format!("reviewed assignment: {reason}"),
-        });
+    for c in assigned {
+        forms.insert(c.form.clone(), c.winner);
+        collisions.push(c);
     }
     collisions.sort_by(|a, b| a.form.cmp(&b.form));
     let kept_offensive = forms
@@ -264,14 +259,14 @@ fn drop_offensive(claims: &mut Claims, wn: &WordNet) -> Vec<Dropped> {
         .collect()
 }
 
-/// Takes the assigned forms out of the claims: (form, entity, other
-/// claimants, reason).
-fn take_assigned<'a>(
+/// Takes the assigned forms out of the claims, as collisions won by the
+/// named entity (listed even when nobody else claimed the form).
+fn take_assigned(
     claims: &mut Claims,
     entities: &[Entity],
     exclusions: &[Exclusion],
-    assignments: &'a [Assignment],
-) -> Result<Vec<(String, usize, Vec<usize>, &'a str)>> {
+    assignments: &[Assignment],
+) -> Result<Vec<Collision>> {
     let mut assigned = Vec::new();
     for a in assignments {
         let Some(entity) = entities.iter().position(|e| e.name == a.entity) else {
@@ -294,7 +289,12 @@ fn take_assigned<'a>(
             .map(|c| c.0)
             .filter(|&e| e != entity)
             .collect();
-        assigned.push((a.form.clone(), entity, others, a.reason.as_str()));
+        assigned.push(Collision {
+            form: a.form.clone(),
+            winner: entity,
+            losers: others,
+            rule: format!("reviewed assignment: {}", a.reason),
+        });
     }
     Ok(assigned)
 }
