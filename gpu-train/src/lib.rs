@@ -5,3 +5,4 @@
 //! works today.
 
 pub mod device;
+pub mod world;
