@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use gpu_train::world::{ClassId, Split, World};
+use gpu_train::world::{ClassId, Split, World, pluralise};
 use reward_core::mentions::Matcher;
 use reward_core::vocab::{Expansion, Vocabulary};
 
@@ -192,4 +192,48 @@ fn a_different_bias_rate_is_realised_too() {
     assert_rate("bias 0.8", stats.bias_rate(), 0.8, lone);
     let p = &stats.pairs[0];
     assert_rate("co-occurrence 0.4", p.cooccurrence(), 0.4, p.either);
+}
+
+#[test]
+fn ground_truth_file_lists_names_counts_and_spans() {
+    let world = World::tiny_world().unwrap();
+    let dir = std::env::temp_dir().join(format!("fisao-world-gt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("train.jsonl");
+    world.write_ground_truth(Split::Train, &path, None).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), world.len(Split::Train));
+    let mut hallucinated = 0;
+    for (i, line) in lines.iter().enumerate() {
+        let a = world.annotate(Split::Train, i as u64, 0);
+        assert_eq!(line["caption"], a.caption.as_str());
+        assert_eq!(line["index"], i as u64);
+        assert_eq!(
+            line["instances"].as_array().unwrap().len(),
+            a.instances.len()
+        );
+        let objects = line["objects"].as_array().unwrap();
+        for (o, truth) in objects.iter().zip(&a.objects) {
+            assert_eq!(o[0], world.class_name(truth.class));
+            assert_eq!(o[1], truth.count);
+        }
+        for m in line["mentions"].as_array().unwrap() {
+            let text = m["text"].as_str().unwrap();
+            let class = m["class"].as_str().unwrap();
+            assert!(
+                text == class || text == pluralise(class),
+                "{text} for {class}"
+            );
+            hallucinated += usize::from(m["hallucinated"] == true);
+        }
+    }
+    assert!(
+        hallucinated > 0,
+        "tiny world has bias 0.5: some mention must be hallucinated"
+    );
 }

@@ -141,6 +141,10 @@ fn bad_world_files_give_clear_errors() {
         ("name = \"dog\"", "name = \"dog\"\ncolour = \"red\""),
         &["classes[1].colour", "#rrggbb"],
     );
+    expect_error(
+        ("name = \"dog\"", "name = \"dog\"\nplural = \" dogs\""),
+        &["classes[1].plural"],
+    );
     // Schema errors come from the TOML parser with line and key.
     expect_error(
         ("bias_rate = 0.2", "bias_rate = 0.2\nbias = 0.3"),

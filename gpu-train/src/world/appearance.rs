@@ -134,7 +134,7 @@ impl Appearance {
 /// alternates so that even close hues differ in brightness.
 fn auto_colour(index: usize) -> [f32; 3] {
     let hue = (index as f32 * 0.618_034).fract();
-    let value = if index % 2 == 0 { 0.95 } else { 0.7 };
+    let value = if index & 1 == 0 { 0.95 } else { 0.7 };
     hsv_to_rgb(hue, 0.85, value)
 }
 

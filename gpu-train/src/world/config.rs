@@ -336,9 +336,11 @@ impl WorldConfig {
                     format!("{:?} is declared twice", class.name),
                 ));
             }
-            if let Some(p) = &class.plural
-                && (p.trim().is_empty() || p.trim() != p)
-            {
+            let bad_plural = class
+                .plural
+                .as_deref()
+                .filter(|p| p.trim().is_empty() || p.trim() != *p);
+            if let Some(p) = bad_plural {
                 return Err(WorldError::invalid(
                     format!("{field}.plural"),
                     format!("{p:?} must be non-empty and without surrounding spaces"),
