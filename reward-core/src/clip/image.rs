@@ -58,7 +58,11 @@ impl RgbImage {
                 data.len()
             )));
         }
-        Ok(Self { width, height, data })
+        Ok(Self {
+            width,
+            height,
+            data,
+        })
     }
 
     /// Width in pixels.
@@ -142,7 +146,10 @@ impl Preprocess {
             ));
         }
         if self.std.iter().any(|s| *s == 0.0 || !s.is_finite()) {
-            return Err(ClipError::config("image_std", format!("{:?} has a zero or non-finite value", self.std)));
+            return Err(ClipError::config(
+                "image_std",
+                format!("{:?} has a zero or non-finite value", self.std),
+            ));
         }
         Ok(())
     }
@@ -160,13 +167,21 @@ impl PreprocessorJson<'_> {
         self.require_flag("do_convert_rgb", true)?;
         if let Some(r) = self.0.get("resample") {
             if r.as_u64() != Some(3) {
-                return Err(ClipError::config("resample", format!("{r} is not 3 (bicubic), the only filter implemented")));
+                return Err(ClipError::config(
+                    "resample",
+                    format!("{r} is not 3 (bicubic), the only filter implemented"),
+                ));
             }
         }
         let shortest_edge = match self.0.get("size") {
             Some(serde_json::Value::Object(m)) => match m.get("shortest_edge") {
                 Some(v) => as_u32(v, "size.shortest_edge")?,
-                None => return Err(ClipError::config("size", "only {\"shortest_edge\": N} is implemented")),
+                None => {
+                    return Err(ClipError::config(
+                        "size",
+                        "only {\"shortest_edge\": N} is implemented",
+                    ));
+                }
             },
             Some(v) => as_u32(v, "size")?,
             None => 224,
@@ -175,7 +190,9 @@ impl PreprocessorJson<'_> {
             Some(serde_json::Value::Object(m)) => {
                 let get = |k: &str| -> Result<u32, ClipError> {
                     let key = format!("crop_size.{k}");
-                    m.get(k).ok_or_else(|| ClipError::config(key.clone(), "missing")).and_then(|v| as_u32(v, &key))
+                    m.get(k)
+                        .ok_or_else(|| ClipError::config(key.clone(), "missing"))
+                        .and_then(|v| as_u32(v, &key))
                 };
                 (get("height")?, get("width")?)
             }
@@ -186,7 +203,9 @@ impl PreprocessorJson<'_> {
             None => (shortest_edge, shortest_edge),
         };
         let rescale_factor = match self.0.get("rescale_factor") {
-            Some(v) => v.as_f64().ok_or_else(|| ClipError::config("rescale_factor", format!("{v} is not a number")))?,
+            Some(v) => v.as_f64().ok_or_else(|| {
+                ClipError::config("rescale_factor", format!("{v} is not a number"))
+            })?,
             None => 1.0 / 255.0,
         };
         let p = Preprocess {
@@ -205,12 +224,17 @@ impl PreprocessorJson<'_> {
         match self.0.get(key) {
             None => Ok(()),
             Some(v) if v.as_bool() == Some(want) => Ok(()),
-            Some(v) => Err(ClipError::config(key, format!("{v} is not supported (only {want})"))),
+            Some(v) => Err(ClipError::config(
+                key,
+                format!("{v} is not supported (only {want})"),
+            )),
         }
     }
 
     fn triple(&self, key: &str, default: [f32; 3]) -> Result<[f32; 3], ClipError> {
-        let Some(v) = self.0.get(key) else { return Ok(default) };
+        let Some(v) = self.0.get(key) else {
+            return Ok(default);
+        };
         let bad = || ClipError::config(key, format!("{v} is not a list of 3 numbers"));
         let list = v.as_array().ok_or_else(bad)?;
         if list.len() != 3 {
@@ -285,11 +309,19 @@ impl Taps {
             for (out, kx) in row.iter_mut().zip(&k).take(n) {
                 let w = if ww != 0.0 { kx / ww } else { *kx };
                 let f = w * f64::from(1u32 << PRECISION_BITS);
-                *out = if w < 0.0 { (f - 0.5) as i32 } else { (f + 0.5) as i32 };
+                *out = if w < 0.0 {
+                    (f - 0.5) as i32
+                } else {
+                    (f + 0.5) as i32
+                };
             }
             bounds.push((xmin, n));
         }
-        Self { ksize, bounds, weights }
+        Self {
+            ksize,
+            bounds,
+            weights,
+        }
     }
 
     /// Weights of output position `i`, trimmed to its tap count.
@@ -318,7 +350,9 @@ const HALF: i64 = 1 << (PRECISION_BITS - 1);
 /// pairs (all agree) and is covered by the `pixels_resize` goldens.
 pub fn resize_bicubic(img: &RgbImage, width: u32, height: u32) -> Result<RgbImage, ClipError> {
     if width == 0 || height == 0 {
-        return Err(ClipError::input(format!("cannot resize to {width}x{height}")));
+        return Err(ClipError::input(format!(
+            "cannot resize to {width}x{height}"
+        )));
     }
     let (w_in, h_in) = (img.width as usize, img.height as usize);
     let (w_out, h_out) = (width as usize, height as usize);
@@ -338,7 +372,12 @@ pub fn resize_bicubic(img: &RgbImage, width: u32, height: u32) -> Result<RgbImag
             // The horizontal pass only covers the rows the vertical pass reads.
             let first_row = vert.bounds[0].0;
             let last = vert.bounds[h_out - 1];
-            let tmp = resample_rows(img, &Taps::new(w_in, w_out), w_out, first_row..last.0 + last.1);
+            let tmp = resample_rows(
+                img,
+                &Taps::new(w_in, w_out),
+                w_out,
+                first_row..last.0 + last.1,
+            );
             resample_cols(&tmp, &vert, first_row, h_out)
         }
     };
@@ -346,7 +385,12 @@ pub fn resize_bicubic(img: &RgbImage, width: u32, height: u32) -> Result<RgbImag
 }
 
 /// Horizontal pass over `rows` of `img` (`ImagingResampleHorizontal_8bpc`).
-fn resample_rows(img: &RgbImage, taps: &Taps, w_out: usize, rows: core::ops::Range<usize>) -> RgbImage {
+fn resample_rows(
+    img: &RgbImage,
+    taps: &Taps,
+    w_out: usize,
+    rows: core::ops::Range<usize>,
+) -> RgbImage {
     let w_in = img.width as usize;
     let n_rows = rows.len();
     let mut out = vec![0u8; n_rows * w_out * 3];
@@ -365,7 +409,11 @@ fn resample_rows(img: &RgbImage, taps: &Taps, w_out: usize, rows: core::ops::Ran
             }
         }
     }
-    RgbImage { width: w_out as u32, height: n_rows as u32, data: out }
+    RgbImage {
+        width: w_out as u32,
+        height: n_rows as u32,
+        data: out,
+    }
 }
 
 /// Vertical pass (`ImagingResampleVertical_8bpc`); `img` starts at source row `row0`.
@@ -386,16 +434,28 @@ fn resample_cols(img: &RgbImage, taps: &Taps, row0: usize, h_out: usize) -> RgbI
             *d = clip8(a);
         }
     }
-    RgbImage { width: img.width, height: h_out as u32, data: out }
+    RgbImage {
+        width: img.width,
+        height: h_out as u32,
+        data: out,
+    }
 }
 
 /// The `(width, height)` that `get_resize_output_image_size(..., default_to_square=False)`
 /// picks: the shortest side becomes `edge`, the other `int(edge * long / short)`.
 pub fn shortest_edge_size(width: u32, height: u32, edge: u32) -> (u32, u32) {
-    let (short, long) = if width <= height { (width, height) } else { (height, width) };
+    let (short, long) = if width <= height {
+        (width, height)
+    } else {
+        (height, width)
+    };
     // Python: int(size * long / short): exact integer product, correctly rounded division, truncation.
     let new_long = ((u64::from(edge) * u64::from(long)) as f64 / f64::from(short)) as u32;
-    if width <= height { (edge, new_long) } else { (new_long, edge) }
+    if width <= height {
+        (edge, new_long)
+    } else {
+        (new_long, edge)
+    }
 }
 
 /// Crops the center `width x height` region, padding with black where the
@@ -410,18 +470,28 @@ pub fn center_crop(img: &RgbImage, width: u32, height: u32) -> Result<RgbImage, 
     let mut out = vec![0u8; w_out * h_out * 3];
     for y in 0..h_out {
         // Position in the padded image, then in the source image.
-        let Some(sy) = (y as i64 + h_off).checked_sub(pad_top).filter(|v| (0..i64::from(img.height)).contains(v)) else {
+        let Some(sy) = (y as i64 + h_off)
+            .checked_sub(pad_top)
+            .filter(|v| (0..i64::from(img.height)).contains(v))
+        else {
             continue;
         };
         for x in 0..w_out {
-            let Some(sx) = (x as i64 + w_off).checked_sub(pad_left).filter(|v| (0..i64::from(img.width)).contains(v)) else {
+            let Some(sx) = (x as i64 + w_off)
+                .checked_sub(pad_left)
+                .filter(|v| (0..i64::from(img.width)).contains(v))
+            else {
                 continue;
             };
             let src = (sy as usize * img.width as usize + sx as usize) * 3;
             out[(y * w_out + x) * 3..][..3].copy_from_slice(&img.data[src..src + 3]);
         }
     }
-    Ok(RgbImage { width, height, data: out })
+    Ok(RgbImage {
+        width,
+        height,
+        data: out,
+    })
 }
 
 /// Crop start in the padded image and the padding before the image, along one axis.
@@ -489,7 +559,10 @@ pub struct ImageLimits {
 
 impl Default for ImageLimits {
     fn default() -> Self {
-        Self { max_pixels: 89_478_485, max_alloc: 1 << 30 }
+        Self {
+            max_pixels: 89_478_485,
+            max_alloc: 1 << 30,
+        }
     }
 }
 
@@ -498,11 +571,19 @@ impl Default for ImageLimits {
 /// `convert("RGB")` does. `name` labels errors (a path, or e.g. `"upload"`).
 pub fn decode_image(bytes: &[u8], name: &str, limits: &ImageLimits) -> Result<RgbImage, ClipError> {
     use image::ImageDecoder;
-    let fail = |message: String| ClipError::Image { source: name.to_string(), message };
+    let fail = |message: String| ClipError::Image {
+        source: name.to_string(),
+        message,
+    };
     let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes));
-    let format = image::guess_format(bytes).map_err(|_| {
-        fail("not a PNG, JPEG or WebP image (unrecognised file signature)".into())
-    })?;
+    let format = image::guess_format(bytes)
+        .map_err(|_| fail("not a PNG, JPEG or WebP image (unrecognised file signature)".into()))?;
+    use image::ImageFormat as F;
+    if !matches!(format, F::Png | F::Jpeg | F::WebP) {
+        return Err(fail(format!(
+            "{format:?} images are not supported (PNG, JPEG and WebP are)"
+        )));
+    }
     reader.set_format(format);
     let mut lim = image::Limits::default();
     lim.max_alloc = Some(limits.max_alloc);
@@ -518,7 +599,9 @@ pub fn decode_image(bytes: &[u8], name: &str, limits: &ImageLimits) -> Result<Rg
             max_pixels: limits.max_pixels,
         });
     }
-    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut img = image::DynamicImage::from_decoder(decoder).map_err(|e| fail(e.to_string()))?;
     img.apply_orientation(orientation);
     to_rgb_like_pillow(img).map_err(fail)
@@ -535,15 +618,33 @@ fn to_rgb_like_pillow(img: image::DynamicImage) -> Result<RgbImage, String> {
     let (width, height) = (img.width(), img.height());
     let data: Vec<u8> = match img {
         D::ImageRgb8(b) => b.into_raw(),
-        D::ImageRgba8(b) => b.into_raw().chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect(),
+        D::ImageRgba8(b) => b
+            .into_raw()
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect(),
         D::ImageLuma8(b) => b.into_raw().into_iter().flat_map(|v| [v; 3]).collect(),
-        D::ImageLumaA8(b) => b.into_raw().chunks_exact(2).flat_map(|p| [p[0]; 3]).collect(),
+        D::ImageLumaA8(b) => b
+            .into_raw()
+            .chunks_exact(2)
+            .flat_map(|p| [p[0]; 3])
+            .collect(),
         D::ImageRgb16(b) => b.into_raw().into_iter().map(|v| (v >> 8) as u8).collect(),
-        D::ImageRgba16(b) => {
-            b.into_raw().chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]].map(|v| (v >> 8) as u8)).collect()
-        }
-        D::ImageLuma16(b) => b.into_raw().into_iter().flat_map(|v| [v.min(255) as u8; 3]).collect(),
-        D::ImageLumaA16(b) => b.into_raw().chunks_exact(2).flat_map(|p| [(p[0] >> 8) as u8; 3]).collect(),
+        D::ImageRgba16(b) => b
+            .into_raw()
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]].map(|v| (v >> 8) as u8))
+            .collect(),
+        D::ImageLuma16(b) => b
+            .into_raw()
+            .into_iter()
+            .flat_map(|v| [v.min(255) as u8; 3])
+            .collect(),
+        D::ImageLumaA16(b) => b
+            .into_raw()
+            .chunks_exact(2)
+            .flat_map(|p| [(p[0] >> 8) as u8; 3])
+            .collect(),
         other => return Err(format!("unsupported pixel layout {:?}", other.color())),
     };
     RgbImage::new(width, height, data).map_err(|e| e.to_string())
@@ -557,6 +658,60 @@ pub fn load_image(path: &std::path::Path, limits: &ImageLimits) -> Result<RgbIma
 }
 
 /// Decodes `bytes` and runs [`preprocess`].
-pub fn preprocess_bytes(bytes: &[u8], name: &str, p: &Preprocess, limits: &ImageLimits) -> Result<Vec<f32>, ClipError> {
+pub fn preprocess_bytes(
+    bytes: &[u8],
+    name: &str,
+    p: &Preprocess,
+    limits: &ImageLimits,
+) -> Result<Vec<f32>, ClipError> {
     preprocess(&decode_image(bytes, name, limits)?, p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn taps_sum_to_one_in_fixed_point() {
+        for (i, o) in [(37, 100), (100, 37), (640, 224), (3, 224), (224, 224)] {
+            let t = Taps::new(i, o);
+            for x in 0..o {
+                let (start, k) = t.taps(x);
+                let sum: i64 = k.iter().map(|&w| i64::from(w)).sum();
+                // Each weight is rounded on its own: the sum is within a few units of 1.0.
+                assert!(
+                    (sum - (1 << PRECISION_BITS)).abs() <= k.len() as i64,
+                    "{i}->{o} at {x}: {sum}"
+                );
+                assert!(start + k.len() <= i);
+            }
+        }
+    }
+
+    #[test]
+    fn identity_resize_and_crop_offsets() {
+        let data: Vec<u8> = (0..5 * 4 * 3).map(|v| (v * 7 % 256) as u8).collect();
+        let img = RgbImage::new(5, 4, data).unwrap();
+        assert_eq!(resize_bicubic(&img, 5, 4).unwrap(), img);
+        // transformers: floor((orig - crop) / 2); padding ceil((crop - orig) / 2).
+        assert_eq!(crop_offset(5, 2), (1, 0));
+        assert_eq!(crop_offset(6, 3), (1, 0));
+        assert_eq!(crop_offset(3, 6), (0, 2));
+        let c = center_crop(&img, 3, 2).unwrap();
+        assert_eq!(c.as_raw()[..3], img.as_raw()[(5 + 1) * 3..(5 + 1) * 3 + 3]);
+        let padded = center_crop(&img, 7, 4).unwrap();
+        assert_eq!(padded.as_raw()[..3], [0, 0, 0]);
+        assert_eq!(padded.as_raw()[3..6], img.as_raw()[..3]);
+    }
+
+    #[test]
+    fn normalise_matches_the_formula() {
+        let img = RgbImage::new(1, 1, vec![0, 128, 255]).unwrap();
+        let p = Preprocess::for_image_size(1);
+        let v = normalize(&img, &p);
+        let want = |x: u8, c: usize| {
+            ((f64::from(x) * (1.0 / 255.0)) as f32 - OPENAI_CLIP_MEAN[c]) / OPENAI_CLIP_STD[c]
+        };
+        assert_eq!(v, vec![want(0, 0), want(128, 1), want(255, 2)]);
+    }
 }

@@ -1,0 +1,148 @@
+//! Argument parsing and dispatch of the `fisao` binary (clap derive).
+//!
+//! Errors are `anyhow` chains printed as `error: ...` with their causes;
+//! the exit status is 1 for any error, 2 for bad arguments (clap's own).
+
+mod embed;
+mod output;
+mod score;
+mod setup;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// FiSAO: token-level, CLIP-verified hallucination rewards.
+#[derive(Parser, Debug)]
+#[command(name = "fisao", version, about, long_about = None)]
+struct Cli {
+    /// When to colour terminal output (NO_COLOR is respected under `auto`).
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
+    color: ColorChoice,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Compute and cache CLIP embeddings.
+    #[command(subcommand)]
+    Embed(EmbedCommand),
+    /// Score the object mentions of a response against an image.
+    Score(ScoreArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum EmbedCommand {
+    /// Text embeddings of every surface form of the entity vocabulary.
+    Vocab(EmbedVocabArgs),
+    /// Image embeddings of a folder of images or a list file.
+    Images(EmbedImagesArgs),
+}
+
+/// Colour policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// Colour when stdout is a terminal and NO_COLOR is unset.
+    Auto,
+    /// Always colour.
+    Always,
+    /// Never colour.
+    Never,
+}
+
+#[derive(Args, Debug)]
+struct EmbedVocabArgs {
+    /// HF CLIP checkpoint folder (config.json, model.safetensors, tokenizer.json).
+    #[arg(long)]
+    model: PathBuf,
+    /// Text template, `{}` standing for the surface form.
+    #[arg(long, default_value = "{}")]
+    template: String,
+    /// Output file.
+    #[arg(long, short, default_value = "vocab_embeddings.safetensors")]
+    out: PathBuf,
+    /// Texts per text-tower call.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+}
+
+#[derive(Args, Debug)]
+struct EmbedImagesArgs {
+    /// HF CLIP checkpoint folder.
+    #[arg(long)]
+    model: PathBuf,
+    /// A folder (its .png/.jpg/.jpeg/.webp files, sorted) or a text file
+    /// with one image path per line (relative to the list's folder).
+    input: PathBuf,
+    /// Output file.
+    #[arg(long, short, default_value = "image_embeddings.safetensors")]
+    out: PathBuf,
+    /// Images per image-tower call.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+}
+
+/// Arguments of `fisao score`.
+#[derive(Args, Debug)]
+pub struct ScoreArgs {
+    /// HF CLIP checkpoint folder. May be left out when both caches are
+    /// given; then nothing runs a tower and there is no sentence score.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// The image (single mode).
+    #[arg(long, required_unless_present = "batch", conflicts_with = "batch")]
+    pub image: Option<PathBuf>,
+    /// The response text (single mode).
+    #[arg(long, required_unless_present = "batch", conflicts_with = "batch")]
+    pub text: Option<String>,
+    /// JSON lines in: `{"image": PATH, "text": "..."}` per line (an `id`
+    /// field is copied through); JSON lines out, one per input line.
+    #[arg(long)]
+    pub batch: Option<PathBuf>,
+    /// Print JSON instead of the coloured report (batch mode always does).
+    #[arg(long)]
+    pub json: bool,
+    /// Eq. 7 baselines (`baseline.json`) for rewards and labels; without
+    /// it the documented uncalibrated defaults are used.
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
+    /// Score function: cosine100, dot or clipscore.
+    #[arg(long, default_value = "cosine100")]
+    pub score: String,
+    /// Text template for object words.
+    #[arg(long, default_value = "{}")]
+    pub template: String,
+    /// Vocabulary embedding cache from `fisao embed vocab`.
+    #[arg(long)]
+    pub vocab_cache: Option<PathBuf>,
+    /// Image embedding cache from `fisao embed images`.
+    #[arg(long)]
+    pub image_cache: Option<PathBuf>,
+    /// Skip the sentence-level score (it always runs the text tower).
+    #[arg(long)]
+    pub no_sentence_score: bool,
+}
+
+/// Parses the command line, runs it, prints errors; the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let color = output::Palette::new(cli.color);
+    let result = match cli.command {
+        Command::Embed(EmbedCommand::Vocab(a)) => {
+            embed::vocab(&a.model, &a.template, &a.out, a.batch_size)
+        }
+        Command::Embed(EmbedCommand::Images(a)) => {
+            embed::images(&a.model, &a.input, &a.out, a.batch_size)
+        }
+        Command::Score(a) => score::run(&a, &color),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
