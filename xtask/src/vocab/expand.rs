@@ -115,11 +115,10 @@ fn claim_inflections(claims: &mut Claims, wn: &WordNet, form: &str, entity: usiz
     };
     let tier = tier.inflected();
     claim(claims, &plural::plural(form, &is_plural), entity, tier);
-    if is_plural(last)
-        && !plural::is_plurale_tantum(last)
-        && let Some(s) = singular_of(wn, last)
-    {
-        claim(claims, &format!("{prefix}{s}"), entity, tier);
+    if is_plural(last) && !plural::is_plurale_tantum(last) {
+        if let Some(s) = singular_of(wn, last) {
+            claim(claims, &format!("{prefix}{s}"), entity, tier);
+        }
     }
 }
 
@@ -318,9 +317,8 @@ pub fn original_words(e: &Entity) -> Vec<String> {
     if e.coco_id.is_some() {
         words.push(e.name.clone());
     }
-    if let Some(lvis) = &e.lvis_name
-        && !words.contains(lvis)
-    {
+    // No let-chains: the workspace's MSRV is 1.85.
+    if let Some(lvis) = e.lvis_name.as_ref().filter(|l| !words.contains(l)) {
         words.push(lvis.clone());
     }
     words

@@ -267,9 +267,8 @@ fn regular(word: &str) -> String {
         return format!("{word}es");
     }
     let before_last = word.chars().rev().nth(1);
-    if let Some(stem) = word.strip_suffix('y')
-        && !matches!(before_last, Some('a' | 'e' | 'i' | 'o' | 'u'))
-    {
+    let consonant_before = !matches!(before_last, Some('a' | 'e' | 'i' | 'o' | 'u'));
+    if let Some(stem) = word.strip_suffix('y').filter(|_| consonant_before) {
         return format!("{stem}ies");
     }
     if O_ES.iter().any(|o| word.ends_with(o)) {
