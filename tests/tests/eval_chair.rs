@@ -5,11 +5,11 @@
 
 use std::path::PathBuf;
 
+use reward_core::metrics::EvalErrorKind;
 use reward_core::metrics::chair::{Caption, ChairEvaluator, ChairMode, evaluate};
 use reward_core::metrics::coco::{CocoAnnotations, parse_captions_jsonl};
 use reward_core::metrics::nltk::{sentences, tokenize_sentence, word_tokenize};
 use reward_core::metrics::singularize::singularize;
-use reward_core::metrics::EvalErrorKind;
 use serde_json::Value;
 
 fn root() -> PathBuf {
@@ -30,14 +30,20 @@ fn strings(v: &Value) -> Vec<String> {
 
 #[test]
 fn singularize_matches_every_pattern26_vector() {
-    let text = std::fs::read_to_string(root().join("data/chair/chair_singularize_vectors.tsv")).unwrap();
+    let text =
+        std::fs::read_to_string(root().join("data/chair/chair_singularize_vectors.tsv")).unwrap();
     let mut total = 0;
     let mut bad = Vec::new();
     for line in text.lines().skip(1) {
         let cols: Vec<&str> = line.split('\t').collect();
         total += 1;
         if singularize(cols[0]) != cols[1] {
-            bad.push(format!("{} -> {} (want {})", cols[0], singularize(cols[0]), cols[1]));
+            bad.push(format!(
+                "{} -> {} (want {})",
+                cols[0],
+                singularize(cols[0]),
+                cols[1]
+            ));
         }
     }
     assert_eq!(total, 938);
@@ -51,7 +57,11 @@ fn nltk_port_matches_nltk_3_10_4() {
     for line in text.lines() {
         let v: Value = serde_json::from_str(line).unwrap();
         let s = v["text"].as_str().unwrap();
-        assert_eq!(tokenize_sentence(s), strings(&v["sentence"]), "treebank: {s:?}");
+        assert_eq!(
+            tokenize_sentence(s),
+            strings(&v["sentence"]),
+            "treebank: {s:?}"
+        );
         let sents: Vec<String> = sentences(s).into_iter().map(String::from).collect();
         assert_eq!(sents, strings(&v["sentences"]), "sentences: {s:?}");
         assert_eq!(word_tokenize(s), strings(&v["tokens"]), "tokens: {s:?}");
@@ -75,7 +85,12 @@ fn reference_mode_equals_python_reimplementation() {
         &std::fs::read_to_string(fixture("chair/expected_reference.json")).unwrap(),
     )
     .unwrap();
-    let report = evaluate(&fixture_captions(), &fixture_annotations(), ChairMode::Reference).unwrap();
+    let report = evaluate(
+        &fixture_captions(),
+        &fixture_annotations(),
+        ChairMode::Reference,
+    )
+    .unwrap();
     let close = |a: f64, key: &str| {
         let b = expected[key].as_f64().unwrap();
         assert!((a - b).abs() < 1e-12, "{key}: {a} vs {b}");
@@ -83,18 +98,41 @@ fn reference_mode_equals_python_reimplementation() {
     close(report.chair_s, "chair_s");
     close(report.chair_i, "chair_i");
     close(report.recall, "recall");
-    assert_eq!(report.n_mentions as u64, expected["n_mentions"].as_u64().unwrap());
-    assert_eq!(report.n_hallucinated as u64, expected["n_hallucinated"].as_u64().unwrap());
+    assert_eq!(
+        report.n_mentions as u64,
+        expected["n_mentions"].as_u64().unwrap()
+    );
+    assert_eq!(
+        report.n_hallucinated as u64,
+        expected["n_hallucinated"].as_u64().unwrap()
+    );
     let per = expected["captions"].as_array().unwrap();
     assert_eq!(per.len(), report.captions.len());
     for (got, want) in report.captions.iter().zip(per) {
-        let words: Vec<String> = got.mentions.iter().map(|m| m.mention.word.clone()).collect();
+        let words: Vec<String> = got
+            .mentions
+            .iter()
+            .map(|m| m.mention.word.clone())
+            .collect();
         assert_eq!(words, strings(&want["words"]), "image {}", got.image_id);
-        let objects: Vec<String> = got.mentions.iter().map(|m| m.mention.object.to_string()).collect();
+        let objects: Vec<String> = got
+            .mentions
+            .iter()
+            .map(|m| m.mention.object.to_string())
+            .collect();
         assert_eq!(objects, strings(&want["objects"]), "image {}", got.image_id);
-        let mut hal: Vec<String> = got.hallucinated_objects.iter().map(|s| s.to_string()).collect();
+        let mut hal: Vec<String> = got
+            .hallucinated_objects
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         hal.sort();
-        assert_eq!(hal, strings(&want["hallucinated"]), "image {}", got.image_id);
+        assert_eq!(
+            hal,
+            strings(&want["hallucinated"]),
+            "image {}",
+            got.image_id
+        );
         let gt: Vec<String> = got.ground_truth.iter().map(|s| s.to_string()).collect();
         assert_eq!(gt, strings(&want["ground_truth"]), "image {}", got.image_id);
     }
@@ -103,11 +141,15 @@ fn reference_mode_equals_python_reimplementation() {
 #[test]
 fn reference_mode_keeps_chair_py_quirks() {
     let chair = ChairEvaluator::new(ChairMode::Reference).unwrap();
-    let objects = |s: &str| -> Vec<&'static str> { chair.mentions(s).iter().map(|m| m.object).collect() };
+    let objects =
+        |s: &str| -> Vec<&'static str> { chair.mentions(s).iter().map(|m| m.object).collect() };
     assert_eq!(objects("a bus on the road."), Vec::<&str>::new()); // bus -> "bu"
     assert_eq!(objects("two buses on the road."), ["bus"]);
     assert_eq!(objects("a man on a motor bike."), ["person"]); // " motor bike" never matches
-    assert_eq!(objects("a boy with a tennis racket."), ["person", "tennis racket"]); // via "racket"
+    assert_eq!(
+        objects("a boy with a tennis racket."),
+        ["person", "tennis racket"]
+    ); // via "racket"
     assert_eq!(objects("an orange suit."), ["orange"]);
     assert_eq!(objects("a seat. the toilet is white."), ["toilet"]); // seat dropped anywhere
     assert_eq!(objects("a baby elephant."), ["elephant"]);
@@ -117,26 +159,50 @@ fn reference_mode_keeps_chair_py_quirks() {
 #[test]
 fn fixed_mode_repairs_the_quirks() {
     let chair = ChairEvaluator::new(ChairMode::Fixed).unwrap();
-    let objects = |s: &str| -> Vec<&'static str> { chair.mentions(s).iter().map(|m| m.object).collect() };
+    let objects =
+        |s: &str| -> Vec<&'static str> { chair.mentions(s).iter().map(|m| m.object).collect() };
     assert_eq!(objects("A bus on the road."), ["bus"]);
     assert_eq!(objects("A man on a motor bike."), ["person", "motorcycle"]);
-    assert_eq!(objects("An astronaut in an orange suit."), Vec::<&str>::new());
+    assert_eq!(
+        objects("An astronaut in an orange suit."),
+        Vec::<&str>::new()
+    );
     assert_eq!(objects("An orange and a banana."), ["orange", "banana"]);
     assert_eq!(objects("An orange and white cat."), ["cat"]);
     assert_eq!(objects("A baby elephant."), ["elephant"]);
     assert_eq!(objects("A baby in a crib."), ["person"]);
-    assert_eq!(objects("A toilet seat. A seat by the window."), ["toilet", "chair"]);
-    assert_eq!(objects("A cheesecake and an iPhone."), ["cake", "cell phone"]);
+    assert_eq!(
+        objects("A toilet seat. A seat by the window."),
+        ["toilet", "chair"]
+    );
+    assert_eq!(
+        objects("A cheesecake and an iPhone."),
+        ["cake", "cell phone"]
+    );
     assert_eq!(objects("A passenger train."), ["train"]);
 }
 
 #[test]
 fn fixed_mode_runs_on_the_fixture() {
-    let report = evaluate(&fixture_captions(), &fixture_annotations(), ChairMode::Fixed).unwrap();
+    let report = evaluate(
+        &fixture_captions(),
+        &fixture_annotations(),
+        ChairMode::Fixed,
+    )
+    .unwrap();
     assert_eq!(report.n_captions, 16);
-    assert!(report.chair_i > 0.0 && report.chair_i < 1.0, "{}", report.chair_i);
+    assert!(
+        report.chair_i > 0.0 && report.chair_i < 1.0,
+        "{}",
+        report.chair_i
+    );
     // Image 103's "A bus driving down the street" now counts the bus.
-    assert!(report.captions[2].mentions.iter().any(|m| m.mention.object == "bus"));
+    assert!(
+        report.captions[2]
+            .mentions
+            .iter()
+            .any(|m| m.mention.object == "bus")
+    );
 }
 
 #[test]
@@ -162,28 +228,65 @@ fn hand_computed_metrics() {
 #[test]
 fn bad_inputs_name_the_line_or_id() {
     let ann = fixture_annotations();
-    let caps = parse_captions_jsonl("c.jsonl", "{\"image_id\": 101, \"caption\": \"a man\"}\n{\"image_id\": 999, \"caption\": \"x\"}\n").unwrap();
+    let caps = parse_captions_jsonl(
+        "c.jsonl",
+        "{\"image_id\": 101, \"caption\": \"a man\"}\n{\"image_id\": 999, \"caption\": \"x\"}\n",
+    )
+    .unwrap();
     let err = evaluate(&caps, &ann, ChairMode::Reference).unwrap_err();
     assert_eq!(err.kind(), EvalErrorKind::UnknownImage);
-    assert!(err.to_string().contains("line 2") && err.to_string().contains("999"), "{err}");
+    assert!(
+        err.to_string().contains("line 2") && err.to_string().contains("999"),
+        "{err}"
+    );
 
-    let caps = parse_captions_jsonl("c.jsonl", "\n{\"image_id\": \"101\", \"caption\": \"  \"}\n").unwrap();
+    let caps = parse_captions_jsonl(
+        "c.jsonl",
+        "\n{\"image_id\": \"101\", \"caption\": \"  \"}\n",
+    )
+    .unwrap();
     let err = evaluate(&caps, &ann, ChairMode::Reference).unwrap_err();
     assert_eq!(err.kind(), EvalErrorKind::Empty);
-    assert!(err.to_string().contains("line 2") && err.to_string().contains("101"), "{err}");
+    assert!(
+        err.to_string().contains("line 2") && err.to_string().contains("101"),
+        "{err}"
+    );
 
-    let err = parse_captions_jsonl("c.jsonl", "{\"image_id\": 1, \"caption\": \"a\"}\n{\"image_id\": 1,").unwrap_err();
-    assert!(err.to_string().starts_with("c.jsonl: line 2: invalid JSON"), "{err}");
+    let err = parse_captions_jsonl(
+        "c.jsonl",
+        "{\"image_id\": 1, \"caption\": \"a\"}\n{\"image_id\": 1,",
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().starts_with("c.jsonl: line 2: invalid JSON"),
+        "{err}"
+    );
     let err = parse_captions_jsonl("c.jsonl", "{\"image\": 1, \"caption\": \"a\"}").unwrap_err();
-    assert!(err.to_string().contains("line 1: missing field \"image_id\""), "{err}");
+    assert!(
+        err.to_string()
+            .contains("line 1: missing field \"image_id\""),
+        "{err}"
+    );
 
     let mut ann = CocoAnnotations::default();
     let err = ann.add_instances_json("instances_x.json", "{\"images\": [], \"annotations\": [{\"image_id\": 1, \"category_id\": 5}], \"categories\": []}").unwrap_err();
-    assert!(err.to_string().contains("instances_x.json: annotations[0]: category_id 5"), "{err}");
-    let err = ann.add_captions_json("captions_x.json", "[1, 2]").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("instances_x.json: annotations[0]: category_id 5"),
+        "{err}"
+    );
+    let err = ann
+        .add_captions_json("captions_x.json", "[1, 2]")
+        .unwrap_err();
     assert!(err.to_string().contains("expected a JSON object"), "{err}");
-    let err = ann.add_captions_json("captions_x.json", "{\"annotations\": [{\"image_id\": 3}]}").unwrap_err();
-    assert!(err.to_string().contains("annotations[0]: missing field \"caption\""), "{err}");
+    let err = ann
+        .add_captions_json("captions_x.json", "{\"annotations\": [{\"image_id\": 3}]}")
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("annotations[0]: missing field \"caption\""),
+        "{err}"
+    );
     let err = CocoAnnotations::load_dir(&fixture("")).unwrap_err();
     assert_eq!(err.kind(), EvalErrorKind::Io);
     assert!(evaluate(&[], &CocoAnnotations::default(), ChairMode::Fixed).is_err());

@@ -184,7 +184,8 @@ impl ChairTables {
             let [_, node, _, words] = cols[..] else {
                 return Err(table_error("chair_synonyms.tsv", n + 1));
             };
-            let index = u8::try_from(coco.len()).map_err(|_| table_error("chair_synonyms.tsv", n + 1))?;
+            let index =
+                u8::try_from(coco.len()).map_err(|_| table_error("chair_synonyms.tsv", n + 1))?;
             coco.push(node);
             for w in words.split('|') {
                 // chair.py assigns in file order; no word is on two lines.
@@ -280,10 +281,14 @@ impl ChairEvaluator {
             let cat = self.tables.category(name).ok_or_else(|| {
                 EvalError::new(
                     EvalErrorKind::Invalid,
-                    format!("image {id}: instance category {name:?} is not one of COCO's 80 categories"),
+                    format!(
+                        "image {id}: instance category {name:?} is not one of COCO's 80 categories"
+                    ),
                 )
             })?;
-            gt.entry(*id).or_default().insert(self.tables.coco[cat as usize]);
+            gt.entry(*id)
+                .or_default()
+                .insert(self.tables.coco[cat as usize]);
         }
         for (id, text) in ann.captions() {
             let set = gt.entry(*id).or_default();
@@ -311,7 +316,10 @@ impl ChairEvaluator {
         gt: &BTreeMap<u64, BTreeSet<&'static str>>,
     ) -> Result<ChairReport, EvalError> {
         if captions.is_empty() {
-            return Err(EvalError::new(EvalErrorKind::Empty, "no captions to evaluate"));
+            return Err(EvalError::new(
+                EvalErrorKind::Empty,
+                "no captions to evaluate",
+            ));
         }
         let mut scores = Vec::with_capacity(captions.len());
         for cap in captions {
@@ -328,7 +336,11 @@ impl ChairEvaluator {
             if cap.caption.trim().is_empty() {
                 return Err(EvalError::new(
                     EvalErrorKind::Empty,
-                    format!("{}empty caption for image id {}", line_prefix(cap.line), cap.image_id),
+                    format!(
+                        "{}empty caption for image id {}",
+                        line_prefix(cap.line),
+                        cap.image_id
+                    ),
                 ));
             }
             scores.push(score_caption(cap, self.mentions(&cap.caption), truth));
@@ -347,7 +359,11 @@ pub fn evaluate(
 }
 
 fn line_prefix(line: usize) -> String {
-    if line == 0 { String::new() } else { format!("line {line}: ") }
+    if line == 0 {
+        String::new()
+    } else {
+        format!("line {line}: ")
+    }
 }
 
 /// Judges one caption's mentions against its image's ground truth.
@@ -378,7 +394,11 @@ fn score_caption(
         image_id: cap.image_id,
         line: cap.line,
         chair_s: if n_hal > 0 { 1.0 } else { 0.0 },
-        chair_i: if judged.is_empty() { 0.0 } else { n_hal as f64 / judged.len() as f64 },
+        chair_i: if judged.is_empty() {
+            0.0
+        } else {
+            n_hal as f64 / judged.len() as f64
+        },
         recall: (!truth.is_empty()).then(|| correct as f64 / truth.len() as f64),
         mentions: judged,
         hallucinated_objects,
@@ -399,7 +419,10 @@ fn aggregate(mode: ChairMode, captions: Vec<CaptionScore>) -> ChairReport {
     let (mut correct, mut truth) = (0usize, 0usize);
     for c in &captions {
         let distinct: BTreeSet<&str> = c.mentions.iter().map(|m| m.mention.object).collect();
-        correct += distinct.iter().filter(|o| c.ground_truth.contains(o)).count();
+        correct += distinct
+            .iter()
+            .filter(|o| c.ground_truth.contains(o))
+            .count();
         truth += c.ground_truth.len();
     }
     let repeats: usize = captions.iter().map(|c| c.repeats).sum();
@@ -409,8 +432,16 @@ fn aggregate(mode: ChairMode, captions: Vec<CaptionScore>) -> ChairReport {
         n_mentions,
         n_hallucinated,
         chair_s: with_hal as f64 / n as f64,
-        chair_i: if n_mentions == 0 { 0.0 } else { n_hallucinated as f64 / n_mentions as f64 },
-        recall: if truth == 0 { 0.0 } else { correct as f64 / truth as f64 },
+        chair_i: if n_mentions == 0 {
+            0.0
+        } else {
+            n_hallucinated as f64 / n_mentions as f64
+        },
+        recall: if truth == 0 {
+            0.0
+        } else {
+            correct as f64 / truth as f64
+        },
         mentions_per_caption: n_mentions as f64 / n as f64,
         repeats_per_caption: repeats as f64 / n as f64,
         captions,

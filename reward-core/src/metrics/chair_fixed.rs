@@ -42,10 +42,41 @@ const COLOURS: &[&str] = &[
 /// Frequent non-object nouns of captions after which "orange" is a colour
 /// even where the vocabulary does not list the noun.
 const COLOURED_NOUNS: &[&str] = &[
-    "shirt", "shirts", "jacket", "vest", "suit", "hat", "cap", "helmet", "jersey", "uniform",
-    "dress", "coat", "outfit", "pants", "shorts", "wall", "walls", "sky", "sunset", "light",
-    "lights", "paint", "stripe", "stripes", "fur", "flowers", "flower", "building", "door",
-    "roof", "sign", "cone", "cones", "tabby", "lettering",
+    "shirt",
+    "shirts",
+    "jacket",
+    "vest",
+    "suit",
+    "hat",
+    "cap",
+    "helmet",
+    "jersey",
+    "uniform",
+    "dress",
+    "coat",
+    "outfit",
+    "pants",
+    "shorts",
+    "wall",
+    "walls",
+    "sky",
+    "sunset",
+    "light",
+    "lights",
+    "paint",
+    "stripe",
+    "stripes",
+    "fur",
+    "flowers",
+    "flower",
+    "building",
+    "door",
+    "roof",
+    "sign",
+    "cone",
+    "cones",
+    "tabby",
+    "lettering",
 ];
 
 /// The fixed-mode extractor: a matcher over the augmented vocabulary and,
@@ -78,7 +109,10 @@ impl FixedExtractor {
             .chain(added)
             .collect::<Vec<_>>();
         let vocab = Vocabulary::from_parts(base.entities(), forms).map_err(|e| {
-            EvalError::new(EvalErrorKind::Invalid, format!("CHAIR fixed-mode vocabulary: {e}"))
+            EvalError::new(
+                EvalErrorKind::Invalid,
+                format!("CHAIR fixed-mode vocabulary: {e}"),
+            )
         })?;
         Ok(Self {
             matcher: Matcher::new(&vocab),
@@ -96,7 +130,10 @@ impl FixedExtractor {
             };
             let word = m.text(caption).unwrap_or("").to_lowercase();
             let next = all.get(i + 1).filter(|n| adjacent(caption, m, n));
-            let prev = i.checked_sub(1).map(|p| &all[p]).filter(|p| adjacent(caption, p, m));
+            let prev = i
+                .checked_sub(1)
+                .map(|p| &all[p])
+                .filter(|p| adjacent(caption, p, m));
             if is_modifier(caption, &word, m, next.is_some())
                 || is_toilet_seat(tables, &word, prev.and_then(|p| self.category(p.entity)))
             {

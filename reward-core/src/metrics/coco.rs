@@ -67,14 +67,21 @@ impl CocoAnnotations {
         let mut names = BTreeMap::new();
         for (i, cat) in array(file, &doc, "categories")?.iter().enumerate() {
             let what = format!("categories[{i}]");
-            names.insert(uint(file, &what, cat, "id")?, string(file, &what, cat, "name")?);
+            names.insert(
+                uint(file, &what, cat, "id")?,
+                string(file, &what, cat, "name")?,
+            );
         }
         for (i, ann) in array(file, &doc, "annotations")?.iter().enumerate() {
             let what = format!("annotations[{i}]");
             let image = uint(file, &what, ann, "image_id")?;
             let cat = uint(file, &what, ann, "category_id")?;
             let name = names.get(&cat).ok_or_else(|| {
-                parse_error(file, &what, &format!("category_id {cat} is not in \"categories\""))
+                parse_error(
+                    file,
+                    &what,
+                    &format!("category_id {cat} is not in \"categories\""),
+                )
             })?;
             self.add_instance(image, name);
         }
@@ -100,9 +107,9 @@ impl CocoAnnotations {
     fn add_images(&mut self, file: &str, doc: &serde_json::Value) -> Result<(), EvalError> {
         // `images` is optional: annotations alone also declare their images.
         if let Some(images) = doc.get("images") {
-            let images = images.as_array().ok_or_else(|| {
-                parse_error(file, "\"images\"", "expected an array")
-            })?;
+            let images = images
+                .as_array()
+                .ok_or_else(|| parse_error(file, "\"images\"", "expected an array"))?;
             for (i, img) in images.iter().enumerate() {
                 self.add_image(uint(file, &format!("images[{i}]"), img, "id")?);
             }
@@ -179,7 +186,11 @@ pub fn parse_captions_jsonl(file: &str, text: &str) -> Result<Vec<Caption>, Eval
 pub(crate) fn image_id(file: &str, what: &str, v: &serde_json::Value) -> Result<u64, EvalError> {
     match v.get("image_id") {
         Some(serde_json::Value::String(s)) => s.trim().parse().map_err(|_| {
-            parse_error(file, what, &format!("\"image_id\" {s:?} is not a non-negative integer"))
+            parse_error(
+                file,
+                what,
+                &format!("\"image_id\" {s:?} is not a non-negative integer"),
+            )
         }),
         _ => uint(file, what, v, "image_id"),
     }
@@ -187,9 +198,8 @@ pub(crate) fn image_id(file: &str, what: &str, v: &serde_json::Value) -> Result<
 
 #[cfg(feature = "serde")]
 fn parse_doc(file: &str, json: &str) -> Result<serde_json::Value, EvalError> {
-    let doc: serde_json::Value = serde_json::from_str(json).map_err(|e| {
-        EvalError::new(EvalErrorKind::Parse, format!("{file}: invalid JSON: {e}"))
-    })?;
+    let doc: serde_json::Value = serde_json::from_str(json)
+        .map_err(|e| EvalError::new(EvalErrorKind::Parse, format!("{file}: invalid JSON: {e}")))?;
     if !doc.is_object() {
         return Err(parse_error(file, "top level", "expected a JSON object"));
     }
@@ -197,28 +207,50 @@ fn parse_doc(file: &str, json: &str) -> Result<serde_json::Value, EvalError> {
 }
 
 #[cfg(feature = "serde")]
-fn array<'v>(file: &str, doc: &'v serde_json::Value, key: &str) -> Result<&'v Vec<serde_json::Value>, EvalError> {
+fn array<'v>(
+    file: &str,
+    doc: &'v serde_json::Value,
+    key: &str,
+) -> Result<&'v Vec<serde_json::Value>, EvalError> {
     doc.get(key)
         .and_then(|v| v.as_array())
         .ok_or_else(|| parse_error(file, "top level", &format!("missing array {key:?}")))
 }
 
 #[cfg(feature = "serde")]
-pub(crate) fn uint(file: &str, what: &str, v: &serde_json::Value, key: &str) -> Result<u64, EvalError> {
+pub(crate) fn uint(
+    file: &str,
+    what: &str,
+    v: &serde_json::Value,
+    key: &str,
+) -> Result<u64, EvalError> {
     match v.get(key) {
         None => Err(parse_error(file, what, &format!("missing field {key:?}"))),
         Some(x) => x.as_u64().ok_or_else(|| {
-            parse_error(file, what, &format!("field {key:?} must be a non-negative integer, found {x}"))
+            parse_error(
+                file,
+                what,
+                &format!("field {key:?} must be a non-negative integer, found {x}"),
+            )
         }),
     }
 }
 
 #[cfg(feature = "serde")]
-pub(crate) fn string<'v>(file: &str, what: &str, v: &'v serde_json::Value, key: &str) -> Result<&'v str, EvalError> {
+pub(crate) fn string<'v>(
+    file: &str,
+    what: &str,
+    v: &'v serde_json::Value,
+    key: &str,
+) -> Result<&'v str, EvalError> {
     match v.get(key) {
         None => Err(parse_error(file, what, &format!("missing field {key:?}"))),
         Some(x) => x.as_str().ok_or_else(|| {
-            parse_error(file, what, &format!("field {key:?} must be a string, found {x}"))
+            parse_error(
+                file,
+                what,
+                &format!("field {key:?} must be a string, found {x}"),
+            )
         }),
     }
 }

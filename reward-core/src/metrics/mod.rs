@@ -10,23 +10,23 @@
 //! |---|---|
 //! | `eval chair` | [`coco::parse_captions_jsonl`], [`coco::CocoAnnotations::load_dir`], [`chair::evaluate`] -> [`chair::ChairReport`] |
 //! | `eval pope` | [`pope::parse_answers_jsonl`], [`pope::evaluate`] -> [`pope::PopeReport`] |
-//! | `eval caption` | [`caption::parse_jsonl`], [`caption::evaluate`] -> [`caption::CaptionReport`] |
+//! | `eval caption` | [`coco::parse_captions_jsonl`], [`caption::pair_with_references`], [`caption::evaluate_with_meteor`] -> [`caption::CaptionReport`] |
 //! | `eval figures` | [`analysis::parse_scored_jsonl`], [`analysis::figure1`], [`analysis::figure2`], [`analysis::figure4`] |
 //!
 //! docs/evaluation.md describes the inputs, the outputs and how each metric
 //! matches its reference implementation.
 
-//TMP pub mod analysis;
-//TMP pub mod auroc;
-//TMP pub mod caption;
+pub mod analysis;
+pub mod auroc;
+pub mod caption;
 pub mod chair;
 mod chair_fixed;
 mod chair_reference;
 pub mod coco;
 mod error;
 pub mod nltk;
-//TMP pub mod plots;
-//TMP pub mod pope;
+pub mod plots;
+pub mod pope;
 pub mod singularize;
 
 pub use error::{EvalError, EvalErrorKind};

@@ -110,7 +110,9 @@ pub fn tokenize_sentence(sentence: &str) -> Vec<String> {
     t = comma_colon(&t);
     t = trailing_comma_colon(&t);
     t = pad_dot_runs(&t);
-    t = pad_if(&t, |c| ";@#$%&".contains(c) || ('\u{2012}'..='\u{2015}').contains(&c));
+    t = pad_if(&t, |c| {
+        ";@#$%&".contains(c) || ('\u{2012}'..='\u{2015}').contains(&c)
+    });
     t = final_period(&t, false);
     t = pad_if(&t, |c| c == '?' || c == '!');
     t = quote_before_space(&t);
@@ -245,9 +247,7 @@ fn split_leading_apostrophe(t: &[char]) -> Vec<char> {
 /// The two "final period" rules. `first`: `([^\.])(\.)([\]\)}>"\'»”’ ]*+)\s*$`
 /// -> `\1 \2 \3 `; otherwise `([^\.])(\.)([\]\)}>"\']*)\s*$` -> `\1 \2\3 `.
 fn final_period(t: &[char], first: bool) -> Vec<char> {
-    let closer = |c: char| {
-        "])}>\"'".contains(c) || (first && (c == ' ' || "»”’".contains(c)))
-    };
+    let closer = |c: char| "])}>\"'".contains(c) || (first && (c == ' ' || "»”’".contains(c)));
     // Only the last period can be followed by closers and white space alone.
     let Some(p) = t.iter().rposition(|&c| c == '.') else {
         return t.to_vec();
@@ -292,7 +292,11 @@ fn comma_colon(t: &[char]) -> Vec<char> {
 
 /// `([:,])$` -> ` \1 ` (`$` also matches before a final newline).
 fn trailing_comma_colon(t: &[char]) -> Vec<char> {
-    let end = if t.last() == Some(&'\n') { t.len() - 1 } else { t.len() };
+    let end = if t.last() == Some(&'\n') {
+        t.len() - 1
+    } else {
+        t.len()
+    };
     match end.checked_sub(1).map(|i| t[i]) {
         Some(c @ (':' | ',')) => {
             let mut out = t[..end - 1].to_vec();
@@ -366,7 +370,8 @@ fn split_before(t: &[char], clitic: impl Fn(&[char]) -> Option<usize>) -> Vec<ch
     let mut i = 0;
     while i < t.len() {
         let c = t[i];
-        if c != '\'' && c != ' '
+        if c != '\''
+            && c != ' '
             && let Some(n) = clitic(&t[i + 1..])
         {
             out.extend([c, ' ']);
@@ -431,7 +436,13 @@ fn split_word(t: &[char], a: &str, b: &str, word_start: bool, space_after: bool)
 }
 
 /// Length of the match of a contraction pattern at `i`, if any.
-fn match_at(t: &[char], i: usize, pat: &[char], word_start: bool, space_after: bool) -> Option<usize> {
+fn match_at(
+    t: &[char],
+    i: usize,
+    pat: &[char],
+    word_start: bool,
+    space_after: bool,
+) -> Option<usize> {
     let (start, lead) = if word_start {
         // `\b` before a word character: previous is not a word character.
         if i > 0 && is_word(t[i - 1]) {
@@ -445,7 +456,12 @@ fn match_at(t: &[char], i: usize, pat: &[char], word_start: bool, space_after: b
         (i + 1, 1)
     };
     let end = start + pat.len();
-    if end > t.len() || !t[start..end].iter().zip(pat).all(|(x, y)| eq_ignore_case(*x, *y)) {
+    if end > t.len()
+        || !t[start..end]
+            .iter()
+            .zip(pat)
+            .all(|(x, y)| eq_ignore_case(*x, *y))
+    {
         return None;
     }
     let after = t.get(end).copied();
@@ -475,8 +491,8 @@ mod tests {
         assert_eq!(
             toks("a man's dog, \"ok\" (yes) can't go... it."),
             vec![
-                "a", "man", "'s", "dog", ",", "``", "ok", "''", "(", "yes", ")", "ca", "n't",
-                "go", "...", "it", "."
+                "a", "man", "'s", "dog", ",", "``", "ok", "''", "(", "yes", ")", "ca", "n't", "go",
+                "...", "it", "."
             ]
         );
         assert_eq!(toks("i cannot go"), vec!["i", "can", "not", "go"]);
@@ -486,7 +502,9 @@ mod tests {
     fn sentence_split_detaches_periods() {
         assert_eq!(
             word_tokenize("a dog. a cat on mr. smith's lap."),
-            vec!["a", "dog", ".", "a", "cat", "on", "mr.", "smith", "'s", "lap", "."]
+            vec![
+                "a", "dog", ".", "a", "cat", "on", "mr.", "smith", "'s", "lap", "."
+            ]
         );
     }
 }

@@ -23,30 +23,130 @@ const PLURAL_PREPOSITIONS: &[&str] = &[
 
 /// `singular_uninflected` of Pattern 2.6 (note `"wildebeestcarp"`).
 const UNINFLECTED: &[&str] = &[
-    "bison", "debris", "headquarters", "pincers", "trout", "bream", "diabetes", "herpes",
-    "pliers", "tuna", "breeches", "djinn", "high-jinks", "proceedings", "whiting", "britches",
-    "eland", "homework", "rabies", "wildebeestcarp", "elk", "innings", "salmon", "chassis",
-    "flounder", "jackanapes", "scissors", "christmas", "gallows", "mackerel", "series",
-    "clippers", "georgia", "measles", "shears", "cod", "graffiti", "mews", "species",
-    "contretemps", "mumps", "swine", "corps", "news", "swiss",
+    "bison",
+    "debris",
+    "headquarters",
+    "pincers",
+    "trout",
+    "bream",
+    "diabetes",
+    "herpes",
+    "pliers",
+    "tuna",
+    "breeches",
+    "djinn",
+    "high-jinks",
+    "proceedings",
+    "whiting",
+    "britches",
+    "eland",
+    "homework",
+    "rabies",
+    "wildebeestcarp",
+    "elk",
+    "innings",
+    "salmon",
+    "chassis",
+    "flounder",
+    "jackanapes",
+    "scissors",
+    "christmas",
+    "gallows",
+    "mackerel",
+    "series",
+    "clippers",
+    "georgia",
+    "measles",
+    "shears",
+    "cod",
+    "graffiti",
+    "mews",
+    "species",
+    "contretemps",
+    "mumps",
+    "swine",
+    "corps",
+    "news",
+    "swiss",
 ];
 
 /// `singular_uncountable` of Pattern 2.6 (note `"watercheese"`).
 const UNCOUNTABLE: &[&str] = &[
-    "advice", "equipment", "happiness", "luggage", "news", "software", "bread", "fruit",
-    "information", "mathematics", "progress", "understanding", "butter", "furniture", "ketchup",
-    "mayonnaise", "research", "watercheese", "garbage", "knowledge", "meat", "rice",
-    "electricity", "gravel", "love", "mustard", "sand",
+    "advice",
+    "equipment",
+    "happiness",
+    "luggage",
+    "news",
+    "software",
+    "bread",
+    "fruit",
+    "information",
+    "mathematics",
+    "progress",
+    "understanding",
+    "butter",
+    "furniture",
+    "ketchup",
+    "mayonnaise",
+    "research",
+    "watercheese",
+    "garbage",
+    "knowledge",
+    "meat",
+    "rice",
+    "electricity",
+    "gravel",
+    "love",
+    "mustard",
+    "sand",
 ];
 
 /// `singular_ie` of Pattern 2.6. `^pie` and `^tie` are literal strings there
 /// (used with `endswith`), so they never match; `"zombiebogie"` is one entry.
 const IE: &[&str] = &[
-    "alergie", "cutie", "hoagie", "newbie", "softie", "veggie", "auntie", "doggie", "hottie",
-    "nightie", "sortie", "weenie", "beanie", "eyrie", "indie", "oldie", "stoolie", "yuppie",
-    "birdie", "freebie", "junkie", "^pie", "sweetie", "zombiebogie", "goonie", "laddie", "pixie",
-    "techie", "bombie", "groupie", "laramie", "quickie", "^tie", "collie", "hankie", "lingerie",
-    "reverie", "toughie", "cookie", "hippie", "meanie", "rookie", "valkyrie",
+    "alergie",
+    "cutie",
+    "hoagie",
+    "newbie",
+    "softie",
+    "veggie",
+    "auntie",
+    "doggie",
+    "hottie",
+    "nightie",
+    "sortie",
+    "weenie",
+    "beanie",
+    "eyrie",
+    "indie",
+    "oldie",
+    "stoolie",
+    "yuppie",
+    "birdie",
+    "freebie",
+    "junkie",
+    "^pie",
+    "sweetie",
+    "zombiebogie",
+    "goonie",
+    "laddie",
+    "pixie",
+    "techie",
+    "bombie",
+    "groupie",
+    "laramie",
+    "quickie",
+    "^tie",
+    "collie",
+    "hankie",
+    "lingerie",
+    "reverie",
+    "toughie",
+    "cookie",
+    "hippie",
+    "meanie",
+    "rookie",
+    "valkyrie",
 ];
 
 /// `singular_irregular`: no key is a suffix of another, so order is irrelevant.
@@ -221,10 +321,17 @@ pub fn singularize(word: &str) -> String {
         return out;
     }
     // A word is left alone if it is a suffix of any uninflected/uncountable word.
-    if UNINFLECTED.iter().chain(UNCOUNTABLE).any(|x| x.ends_with(w.as_str())) {
+    if UNINFLECTED
+        .iter()
+        .chain(UNCOUNTABLE)
+        .any(|x| x.ends_with(w.as_str()))
+    {
         return w;
     }
-    if IE.iter().any(|x| w.strip_suffix('s').is_some_and(|s| s.ends_with(x))) {
+    if IE
+        .iter()
+        .any(|x| w.strip_suffix('s').is_some_and(|s| s.ends_with(x)))
+    {
         return w;
     }
     for (plural, singular) in IRREGULAR {
