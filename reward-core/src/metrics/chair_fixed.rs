@@ -161,10 +161,8 @@ fn coco_categories(tables: &ChairTables, vocab: &Vocabulary) -> Vec<Option<u8>> 
         if out.contains(&Some(cat as u8)) {
             continue;
         }
-        if let Some(id) = vocab.lookup(name)
-            && let Some(slot) = out.get_mut(id.0 as usize)
-            && slot.is_none()
-        {
+        let slot = vocab.lookup(name).and_then(|id| out.get_mut(id.0 as usize));
+        if let Some(slot @ None) = slot {
             *slot = Some(cat as u8);
         }
     }
@@ -247,8 +245,9 @@ fn plural_word(w: &str) -> String {
     if ["s", "x", "z", "ch", "sh"].iter().any(|s| w.ends_with(s)) {
         return format!("{w}es");
     }
-    if let Some(stem) = w.strip_suffix('y')
-        && !stem.ends_with(['a', 'e', 'i', 'o', 'u'])
+    if let Some(stem) = w
+        .strip_suffix('y')
+        .filter(|s| !s.ends_with(['a', 'e', 'i', 'o', 'u']))
     {
         return format!("{stem}ies");
     }

@@ -39,9 +39,11 @@ pub fn sentences(text: &str) -> Vec<&str> {
     let mut start = 0;
     let mut chunks = chunk_spans(text).peekable();
     while let Some((s, e)) = chunks.next() {
-        if let Some(&(next, _)) = chunks.peek()
-            && ends_sentence(&text[s..e])
-        {
+        let next = chunks
+            .peek()
+            .map(|&(n, _)| n)
+            .filter(|_| ends_sentence(&text[s..e]));
+        if let Some(next) = next {
             out.push(&text[start..e]);
             start = next;
         }
@@ -276,10 +278,8 @@ fn comma_colon(t: &[char]) -> Vec<char> {
     let mut i = 0;
     while i < t.len() {
         let c = t[i];
-        if (c == ':' || c == ',')
-            && let Some(&n) = t.get(i + 1)
-            && !n.is_ascii_digit()
-        {
+        let next = t.get(i + 1).copied().filter(|n| !n.is_ascii_digit());
+        if let (':' | ',', Some(n)) = (c, next) {
             out.extend([' ', c, ' ', n]);
             i += 2;
             continue;
@@ -370,10 +370,12 @@ fn split_before(t: &[char], clitic: impl Fn(&[char]) -> Option<usize>) -> Vec<ch
     let mut i = 0;
     while i < t.len() {
         let c = t[i];
-        if c != '\''
-            && c != ' '
-            && let Some(n) = clitic(&t[i + 1..])
-        {
+        let n = if c != '\'' && c != ' ' {
+            clitic(&t[i + 1..])
+        } else {
+            None
+        };
+        if let Some(n) = n {
             out.extend([c, ' ']);
             out.extend_from_slice(&t[i + 1..i + 1 + n]);
             out.push(' ');

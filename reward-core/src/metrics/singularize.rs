@@ -346,17 +346,16 @@ pub fn singularize(word: &str) -> String {
 fn apply_rules(w: &str) -> String {
     for (i, rule) in RULES.iter().enumerate() {
         // `^(ox)en` sits after the "indices" rule; it has no end anchor.
-        if i == 8
-            && let Some(rest) = w.strip_prefix("oxen")
-        {
+        if let Some(rest) = w.strip_prefix("oxen").filter(|_| i == 8) {
             return join("ox", rest);
         }
         // `(^analy)ses$` sits before the `((a)naly|...)ses$` rule.
         if RULES[i].suffix == "analyses" && w == "analyses" {
             return String::from("analysis");
         }
-        if let Some(stem) = w.strip_suffix(rule.suffix)
-            && before_ok(rule.before, stem)
+        if let Some(stem) = w
+            .strip_suffix(rule.suffix)
+            .filter(|s| before_ok(rule.before, s))
         {
             return join(stem, rule.replacement);
         }

@@ -172,27 +172,25 @@ fn split_word(word: &str) -> Vec<String> {
             return alloc::vec![String::from(*head), String::from(&w[head.len()..])];
         }
     }
-    if let Some(stem) = word.strip_suffix("n't")
-        && !stem.is_empty()
-    {
+    if let Some(stem) = word.strip_suffix("n't").filter(|s| !s.is_empty()) {
         return alloc::vec![String::from(stem), String::from("n't")];
     }
     for clitic in ["'s", "'re", "'ll", "'d", "'ve", "'m", "'n"] {
-        if let Some(stem) = word.strip_suffix(clitic)
-            && !stem.is_empty()
-            && stem.chars().next_back().is_some_and(char::is_alphanumeric)
+        let stem = word.strip_suffix(clitic);
+        if let Some(stem) =
+            stem.filter(|s| s.chars().next_back().is_some_and(char::is_alphanumeric))
         {
             return alloc::vec![String::from(stem), String::from(clitic)];
         }
     }
     // A time glued to am/pm: "5:00pm" -> "5:00 pm".
     for suffix in ["am", "pm"] {
-        if let Some(time) = word.strip_suffix(suffix)
-            && time.starts_with(|c: char| c.is_ascii_digit())
-            && time
-                .chars()
-                .all(|c| c.is_ascii_digit() || c == ':' || c == '.')
-        {
+        let is_time = |t: &&str| {
+            t.starts_with(|c: char| c.is_ascii_digit())
+                && t.chars()
+                    .all(|c| c.is_ascii_digit() || c == ':' || c == '.')
+        };
+        if let Some(time) = word.strip_suffix(suffix).filter(is_time) {
             return alloc::vec![String::from(time), String::from(suffix)];
         }
     }
