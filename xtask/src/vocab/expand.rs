@@ -387,3 +387,83 @@ fn resolve(entities: &[Entity], claims: Claims) -> (BTreeMap<String, usize>, Vec
     }
     (forms, collisions)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entity(name: &str, lvis_images: u32) -> Entity {
+        Entity {
+            name: name.to_string(),
+            coco_id: None,
+            lvis_id: Some(1),
+            synset: String::new(),
+            table_names: Vec::new(),
+            lvis_name: None,
+            lvis_images,
+        }
+    }
+
+    #[test]
+    fn collision_rule() {
+        let entities = [
+            entity("dog", 10),
+            entity("hot dog", 5),
+            entity("salmon (food)", 7),
+            entity("salmon (fish)", 3),
+        ];
+        let mut claims = Claims::new();
+        claim(&mut claims, "dog", 0, Tier::Canonical);
+        claim(&mut claims, "dog", 1, Tier::WordNet);
+        claim(&mut claims, "dogs", 1, Tier::TableInflection);
+        claim(&mut claims, "dogs", 0, Tier::CanonicalInflection);
+        claim(&mut claims, "salmon", 3, Tier::Table);
+        claim(&mut claims, "salmon", 2, Tier::Table);
+        claim(&mut claims, "hotdog", 1, Tier::WordNet);
+        let (forms, collisions) = resolve(&entities, claims);
+        assert_eq!(forms["dog"], 0, "a canonical name wins for itself");
+        assert_eq!(forms["dogs"], 0, "the stronger tier wins");
+        assert_eq!(forms["salmon"], 2, "equal tiers: more LVIS images");
+        assert_eq!(forms["hotdog"], 1);
+        let rules: Vec<(&str, &str)> = collisions
+            .iter()
+            .map(|c| (c.form.as_str(), c.rule.as_str()))
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                ("dog", "canonical name"),
+                ("dogs", "stronger claim"),
+                ("salmon", "same claim, more LVIS images")
+            ]
+        );
+    }
+
+    #[test]
+    fn stale_exclusion_is_an_error() {
+        let mut claims = Claims::new();
+        claim(&mut claims, "can", 0, Tier::Canonical);
+        let ok = [Exclusion {
+            form: "can".into(),
+            reason: "modal verb".into(),
+        }];
+        assert_eq!(apply_exclusions(&mut claims, &ok).unwrap().len(), 1);
+        assert!(claims.is_empty());
+        let stale = [Exclusion {
+            form: "zzz".into(),
+            reason: String::new(),
+        }];
+        let err = apply_exclusions(&mut claims, &stale)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"zzz\" is not proposed"), "{err}");
+    }
+
+    #[test]
+    fn tiers_order_direct_names_before_inflections_before_wordnet() {
+        assert!(Tier::Table < Tier::CanonicalInflection);
+        assert!(Tier::TableInflection < Tier::WordNet);
+        assert_eq!(Tier::WordNet.inflected(), Tier::WordNetInflection);
+        assert_eq!(Tier::Canonical.inflected(), Tier::CanonicalInflection);
+    }
+}

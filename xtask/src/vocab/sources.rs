@@ -317,3 +317,65 @@ pub fn assignments(data_dir: &Path) -> Result<Vec<Assignment>> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lvis(name: &str) -> Entity {
+        Entity {
+            name: qualified(name),
+            coco_id: None,
+            lvis_id: Some(1),
+            synset: String::new(),
+            table_names: Vec::new(),
+            lvis_name: Some(strip_qualifier(name)),
+            lvis_images: 0,
+        }
+    }
+
+    #[test]
+    fn qualifiers() {
+        assert_eq!(strip_qualifier("car_(automobile)"), "car");
+        assert_eq!(
+            strip_qualifier("passenger_car_(part_of_a_train)"),
+            "passenger car"
+        );
+        assert_eq!(strip_qualifier("Band_Aid"), "band aid");
+        assert_eq!(qualified("bow_(weapon)"), "bow (weapon)");
+    }
+
+    #[test]
+    fn canonical_names_keep_qualifiers_only_when_needed() {
+        let mut e = vec![
+            lvis("fish"),
+            lvis("fish_(food)"),
+            lvis("bow_(weapon)"),
+            lvis("bow_(decorative_ribbons)"),
+            lvis("cab_(taxi)"),
+            lvis("bat_(animal)"),
+        ];
+        canonical_names(&mut e, &["bat"]).unwrap();
+        let names: Vec<&str> = e.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "fish",
+                "fish (food)",
+                "bow (weapon)",
+                "bow (decorative ribbons)",
+                "cab",
+                "bat (animal)"
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_header_names_the_file() {
+        let err = rows("x.tsv", "a\tb\n1\t2\n", &["form", "reason"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("x.tsv") && err.contains("form"), "{err}");
+    }
+}
