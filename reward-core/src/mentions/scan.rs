@@ -110,6 +110,12 @@ impl<'t> Scanner<'t> {
                 }
                 self.pos += 1;
             }
+            // Other ASCII ends the word, except the two joiners.
+            match bytes.get(self.pos) {
+                None => break,
+                Some(&b) if b < 0x80 && b != b'\'' && b != b'-' => break,
+                Some(_) => {}
+            }
             let Some(c) = self.char_at(self.pos) else {
                 break;
             };
@@ -177,6 +183,14 @@ impl Iterator for Scanner<'_> {
             if len > 0 {
                 return Some(self.single(len, len == 2));
             }
+        }
+        let b = *self.text.as_bytes().get(self.pos)?;
+        if b < 0x80 {
+            return Some(if b.is_ascii_alphanumeric() {
+                self.word()
+            } else {
+                self.single(1, true)
+            });
         }
         let c = self.char_at(self.pos)?;
         if is_word_char(c) {
