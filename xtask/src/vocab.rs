@@ -228,12 +228,17 @@ fn examples(
 mod tests {
     use super::*;
 
-    fn wordnet() -> Option<wordnet::WordNet> {
-        if !wordnet_installed() {
+    /// WordNet loaded once for all tests (it takes seconds in debug).
+    fn wordnet() -> Option<&'static wordnet::WordNet> {
+        static WN: std::sync::OnceLock<Option<wordnet::WordNet>> = std::sync::OnceLock::new();
+        let wn = WN.get_or_init(|| {
+            wordnet_installed()
+                .then(|| wordnet::WordNet::load(Path::new(WORDNET_DIR)).expect("WordNet loads"))
+        });
+        if wn.is_none() {
             eprintln!("WordNet 3.0 not installed at {WORDNET_DIR}: skipped");
-            return None;
         }
-        Some(wordnet::WordNet::load(Path::new(WORDNET_DIR)).expect("WordNet loads"))
+        wn.as_ref()
     }
 
     #[test]
@@ -258,10 +263,10 @@ mod tests {
             std::fs::read_to_string(root.join("data/entity_words_expansion_vectors.tsv")).unwrap();
         let mut bad = Vec::new();
         for r in vector_rows(&text).unwrap() {
-            if nltk_lemmas(&wn, r[0], Some(wordnet::Pos::Noun)).unwrap() != r[2] {
+            if nltk_lemmas(wn, r[0], Some(wordnet::Pos::Noun)).unwrap() != r[2] {
                 bad.push(format!("{} (noun)", r[0]));
             }
-            if nltk_lemmas(&wn, r[0], None).unwrap() != r[3] {
+            if nltk_lemmas(wn, r[0], None).unwrap() != r[3] {
                 bad.push(format!("{} (all)", r[0]));
             }
         }
