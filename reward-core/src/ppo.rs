@@ -570,7 +570,7 @@ mod tests {
     const ALL3: [bool; 3] = [true; 3];
 
     fn close(a: f64, b: f64) -> bool {
-        (a - b).abs() <= 1e-12
+        libm::fabs(a - b) <= 1e-12
     }
 
     fn all_close(a: &[f64], b: &[f64]) -> bool {
@@ -1043,7 +1043,7 @@ mod tests {
         assert!(close(logprob_from_logits(&l, 0).unwrap(), -2.0 * ln2));
         // Shift invariance and large logits (no overflow): 1000 + the same row.
         let big = [1000.0, 1000.0 + ln2, 1000.0];
-        assert!((entropy_from_logits(&big).unwrap() - 1.5 * ln2).abs() < 1e-9);
+        assert!(libm::fabs(entropy_from_logits(&big).unwrap() - 1.5 * ln2) < 1e-9);
         // A -inf logit is a zero-probability token: two equal left -> ln 2.
         let masked = [3.0, f64::NEG_INFINITY, 3.0];
         assert!(close(entropy_from_logits(&masked).unwrap(), ln2));

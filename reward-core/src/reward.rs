@@ -866,7 +866,7 @@ mod tests {
     use alloc::string::ToString;
 
     fn close(a: f64, b: f64) -> bool {
-        (a - b).abs() <= 1e-12
+        libm::fabs(a - b) <= 1e-12
     }
 
     fn all_close(a: &[f64], b: &[f64]) -> bool {
