@@ -145,6 +145,13 @@ impl ClipConfig {
             message: e.to_string(),
         };
         let mut value: serde_json::Value = serde_json::from_slice(bytes).map_err(json_err)?;
+        if !value.is_object() {
+            let message = "expected a JSON object at the top level".to_string();
+            return Err(ClipError::Json {
+                file: file.to_string(),
+                message,
+            });
+        }
         merge_legacy_dicts(&mut value);
         let raw: HfClipConfig = serde_json::from_value(value).map_err(json_err)?;
         raw.check()
