@@ -1,0 +1,144 @@
+//! Bad input for the trainer: a broken JSON line (with its line number), a
+//! missing image, an image without annotations, config values out of range and
+//! unknown keys; with `skip_bad_samples` bad samples are counted instead.
+//! Also the CHAIR-style ground truth and the atomic checkpoint pointer.
+
+use std::path::{Path, PathBuf};
+
+use gpu_train::trainer::config::{DataConfig, TrainConfig};
+use gpu_train::trainer::data;
+use reward_core::vocab::{Expansion, Vocabulary};
+use reward_core::Matcher;
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("fisao-data-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(d.join("images")).unwrap();
+    d
+}
+
+fn sample(image: &str, q: &str) -> String {
+    format!(
+        r#"{{"id": "{image}", "image": "{image}.jpg", "conversations": [{{"from": "human", "value": "<image>\n{q}"}}, {{"from": "gpt", "value": "ok"}}]}}"#
+    )
+}
+
+/// Two images (1 and 2) with annotations; image 3 has a file but no annotations.
+fn setup(d: &Path, lines: &[String]) -> DataConfig {
+    std::fs::write(d.join("instruct.jsonl"), lines.join("\n") + "\n").unwrap();
+    for id in ["000000000001", "000000000002", "000000000003"] {
+        std::fs::write(d.join("images").join(format!("{id}.jpg")), b"not decoded here").unwrap();
+    }
+    std::fs::write(
+        d.join("instances.json"),
+        r#"{"images": [{"id": 1}, {"id": 2}], "categories": [{"id": 18, "name": "dog"}, {"id": 62, "name": "chair"}],
+            "annotations": [{"image_id": 1, "category_id": 18}, {"image_id": 2, "category_id": 62}]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("captions.json"),
+        r#"{"images": [{"id": 1}, {"id": 2}], "annotations": [{"image_id": 1, "caption": "A dog next to a bicycle."}]}"#,
+    )
+    .unwrap();
+    DataConfig {
+        instruct: d.join("instruct.jsonl"),
+        image_root: d.join("images"),
+        instances: d.join("instances.json"),
+        captions: d.join("captions.json"),
+        max_samples: 100,
+        skip_bad_samples: false,
+    }
+}
+
+fn vocab() -> (Vocabulary, Matcher) {
+    let v = Vocabulary::builtin(Expansion::Fisao);
+    let m = Matcher::new(&v);
+    (v, m)
+}
+
+#[test]
+fn good_data_and_chair_style_ground_truth() {
+    let d = dir("good");
+    let cfg = setup(&d, &[sample("000000000001", "What is here?"), sample("000000000002", "Describe.")]);
+    let (v, m) = vocab();
+    let ds = data::load(&cfg, &v, &m).unwrap();
+    assert_eq!(ds.samples.len(), 2);
+    assert_eq!(ds.samples[0].prompt, "What is here?");
+    assert_eq!(ds.samples[0].image_id, 1);
+    let gt1: Vec<&str> = ds.ground_truth[&1].iter().map(|e| v.entity_name(*e).unwrap()).collect();
+    // The instance category plus the caption's objects.
+    assert!(gt1.contains(&"dog") && gt1.contains(&"bicycle"), "{gt1:?}");
+    assert!(!gt1.contains(&"chair"));
+    assert_eq!(ds.skipped.total(), 0);
+}
+
+#[test]
+fn broken_line_names_its_number_or_is_skipped() {
+    let d = dir("broken");
+    let lines = [sample("000000000001", "a"), "{\"id\": 2, \"image\": ".to_string(), sample("000000000002", "b")];
+    let mut cfg = setup(&d, &lines);
+    let (v, m) = vocab();
+    let e = format!("{:#}", data::load(&cfg, &v, &m).err().unwrap());
+    assert!(e.contains("line 2") && e.contains("instruct.jsonl"), "{e}");
+    cfg.skip_bad_samples = true;
+    let ds = data::load(&cfg, &v, &m).unwrap();
+    assert_eq!((ds.samples.len(), ds.skipped.broken), (2, 1));
+}
+
+#[test]
+fn json_array_errors_name_line_and_column() {
+    let d = dir("array");
+    let mut cfg = setup(&d, &[]);
+    std::fs::write(d.join("array.json"), format!("[\n{},\n{{oops}}\n]", sample("000000000001", "a"))).unwrap();
+    cfg.instruct = d.join("array.json");
+    let (v, m) = vocab();
+    let e = format!("{:#}", data::load(&cfg, &v, &m).err().unwrap());
+    assert!(e.contains("array.json:3:"), "{e}");
+}
+
+#[test]
+fn missing_image_and_unannotated_image() {
+    let d = dir("missing");
+    let lines = [sample("000000000001", "a"), sample("000000000009", "b"), sample("000000000003", "c")];
+    let mut cfg = setup(&d, &lines);
+    let (v, m) = vocab();
+    let e = format!("{:#}", data::load(&cfg, &v, &m).err().unwrap());
+    assert!(e.contains("000000000009.jpg") && e.contains("not found") && e.contains("line 2"), "{e}");
+    std::fs::write(d.join("images/000000000009.jpg"), b"x").unwrap();
+    let e = format!("{:#}", data::load(&cfg, &v, &m).err().unwrap());
+    assert!(e.contains("image id 9") && e.contains("no COCO annotations"), "{e}");
+    std::fs::remove_file(d.join("images/000000000009.jpg")).unwrap();
+    cfg.skip_bad_samples = true;
+    let ds = data::load(&cfg, &v, &m).unwrap();
+    assert_eq!(ds.samples.len(), 1);
+    assert_eq!((ds.skipped.missing_image, ds.skipped.no_annotations), (1, 1));
+}
+
+#[test]
+fn config_defaults_ranges_and_unknown_keys() {
+    let c = TrainConfig::default();
+    assert_eq!((c.model.lora_r, c.model.lora_alpha, c.train.learning_rate), (128, 256.0, 5e-7));
+    assert_eq!((c.reward.beta, c.reward.margin, c.ppo.gamma, c.ppo.lam), (0.2, 10.0, 1.0, 0.95));
+    assert_eq!((c.ppo.cliprange, c.ppo.vf_coef, c.ppo.epochs, c.data.max_samples), (0.2, 0.1, 4, 8000));
+    // The printed config parses back to itself.
+    assert_eq!(TrainConfig::from_toml(&c.to_toml().unwrap()).unwrap(), c);
+    let e = format!("{:#}", TrainConfig::from_toml("[train]\nlearning_rate = -1.0\n").unwrap_err());
+    assert!(e.contains("train.learning_rate"), "{e}");
+    let e = format!("{:#}", TrainConfig::from_toml("[train]\nbatch_size = 8\nminibatch_size = 3\n").unwrap_err());
+    assert!(e.contains("minibatch_size"), "{e}");
+    let e = format!("{:#}", TrainConfig::from_toml("[ppo]\ncliprange = 1.5\n").unwrap_err());
+    assert!(e.contains("cliprange"), "{e}");
+    let e = format!("{:#}", TrainConfig::from_toml("[train]\nlearnin_rate = 1e-5\n").unwrap_err());
+    assert!(e.contains("learnin_rate"), "{e}");
+    let e = format!("{:#}", TrainConfig::from_toml("[reward]\nmode = \"tokens\"\n").unwrap_err());
+    assert!(e.contains("tokens"), "{e}");
+}
+
+#[test]
+fn schedule_warms_up_then_decays() {
+    let mut c = TrainConfig::default();
+    c.train.warmup_steps = 4;
+    let lr: Vec<f64> = (0..14).map(|s| c.learning_rate(s, 14)).collect();
+    assert!((lr[0] - 5e-7 / 4.0).abs() < 1e-20 && (lr[3] - 5e-7).abs() < 1e-20);
+    assert!((lr[4] - 5e-7).abs() < 1e-20 && lr[13] < lr[8] && lr[13] > 0.0);
+}
