@@ -10,6 +10,7 @@
 //! - [`baseline`]: eq. 7 score statistics, mergeable, saved as `baseline.json`.
 //! - [`reward`]: eq. 8 per-token rewards with the KL penalty.
 //! - [`ppo`]: GAE, whitening and the clipped PPO losses (the trainer's reference).
+//! - [`metrics`]: CHAIR (reference and fixed), POPE, BLEU/ROUGE-L/CIDEr-D/METEOR, AUROC, SVG figures.
 //!
 //! ## Features
 //! - `std` (default): the standard library.

@@ -18,6 +18,7 @@
 //! definition). lmms-eval prints, under the same name, the fraction of
 //! *ground-truth* yes labels; [`PopeReport::label_yes_ratio`] reports that.
 
+#[cfg(feature = "serde")]
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
