@@ -90,7 +90,8 @@ impl Default for Seeds {
 #[derive(Clone, Copy, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ObjectsConfig {
-    /// Fewest object instances in an image.
+    /// Fewest object instances in an image (a target: a world whose classes
+    /// run out under `max_per_class` and the pair rules may fall short).
     pub min: u32,
     /// Most object instances in an image.
     pub max: u32,
