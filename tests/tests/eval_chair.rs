@@ -291,3 +291,44 @@ fn bad_inputs_name_the_line_or_id() {
     assert_eq!(err.kind(), EvalErrorKind::Io);
     assert!(evaluate(&[], &CocoAnnotations::default(), ChairMode::Fixed).is_err());
 }
+
+/// Every example of the reference-vs-fixed table in docs/evaluation.md.
+#[test]
+fn documented_differences_hold() {
+    let reference = ChairEvaluator::new(ChairMode::Reference).unwrap();
+    let fixed = ChairEvaluator::new(ChairMode::Fixed).unwrap();
+    let objects = |c: &ChairEvaluator, s: &str| -> Vec<&'static str> {
+        let mut v: Vec<&'static str> = c.mentions(s).iter().map(|m| m.object).collect();
+        v.sort();
+        v
+    };
+    let cases: [(&str, &[&str], &[&str]); 11] = [
+        ("A bus on the road.", &[], &["bus"]),
+        (
+            "A man on a motor bike.",
+            &["person"],
+            &["motorcycle", "person"],
+        ),
+        ("A cheesecake and an iPhone.", &[], &["cake", "cell phone"]),
+        (
+            "A boy with a tennis racket.",
+            &["person", "tennis racket"],
+            &["person", "tennis racket"],
+        ),
+        ("Two ties.", &[], &["tie"]),
+        ("A stove top oven.", &["oven", "oven"], &["oven"]),
+        ("An astronaut in an orange suit.", &["orange"], &[]),
+        ("A baby giraffe.", &["giraffe"], &["giraffe"]),
+        ("A passenger bus.", &["person"], &["bus"]),
+        (
+            "A seat by the window next to the toilet.",
+            &["toilet"],
+            &["chair", "toilet"],
+        ),
+        ("A hot-dog stand.", &[], &["hot dog"]),
+    ];
+    for (text, want_ref, want_fixed) in cases {
+        assert_eq!(objects(&reference, text), want_ref, "reference: {text}");
+        assert_eq!(objects(&fixed, text), want_fixed, "fixed: {text}");
+    }
+}
