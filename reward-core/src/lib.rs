@@ -32,6 +32,8 @@ pub mod vocab;
 
 #[cfg(feature = "clip")]
 pub mod clip;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 
 pub use align::{Alignment, Coverage, align_mentions};
 pub use baseline::{BaselineError, Baselines, ScoreKind, ScoreLevel, ScoreStats, VerifierInfo};

@@ -10,8 +10,9 @@ use std::process::Command;
 /// Rust targets `reward-core` must build for (no_std portability checks).
 pub const RUST_TARGETS: &[&str] = &["wasm32-unknown-unknown", "thumbv7em-none-eabihf"];
 
-/// Debian packages: WordNet 3.0 for the vocabulary check.
-const APT_PACKAGES: &[&str] = &["wordnet-base"];
+/// Debian packages: WordNet 3.0 for the vocabulary check; Mesa's software
+/// Vulkan (lavapipe) and the loader for the `gpu` tests.
+const APT_PACKAGES: &[&str] = &["wordnet-base", "mesa-vulkan-drivers", "libvulkan1"];
 
 const TORCH_VENV: &str = "venv-torch-2.11.0";
 

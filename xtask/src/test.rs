@@ -21,7 +21,10 @@ pub fn run(args: &[String]) -> Result<()> {
     if crate::vocab::wordnet_installed() {
         crate::vocab::run(&["--check".to_string()])?;
     } else {
-        eprintln!("xtask: skipped: WordNet 3.0 is not at {}", crate::vocab::WORDNET_DIR);
+        eprintln!(
+            "xtask: skipped: WordNet 3.0 is not at {}",
+            crate::vocab::WORDNET_DIR
+        );
     }
 
     step("workspace tests (default members, default features)");
@@ -29,7 +32,15 @@ pub fn run(args: &[String]) -> Result<()> {
 
     step("reward-core without default features (no_std + alloc)");
     cmd::run(cmd::cargo(&root).args(["test", "-p", "reward-core", "--no-default-features"]))?;
-    cmd::run(cmd::cargo(&root).args(["test", "-p", "reward-core", "--all-features"]))?;
+    // The `gpu` tests run on lavapipe; a private XDG_RUNTIME_DIR silences its warning.
+    let xdg = std::env::temp_dir().join(format!("fisao-xdg-{}", std::process::id()));
+    std::fs::create_dir_all(&xdg)?;
+    cmd::run(cmd::cargo(&root).env("XDG_RUNTIME_DIR", &xdg).args([
+        "test",
+        "-p",
+        "reward-core",
+        "--all-features",
+    ]))?;
 
     for target in setup::RUST_TARGETS {
         step(&format!("reward-core builds for {target}"));

@@ -27,12 +27,12 @@ mod encoder;
 mod error;
 pub mod image;
 mod model;
-mod ops;
+pub(crate) mod ops;
 pub mod score;
 mod text;
-mod tokenizer;
+pub(crate) mod tokenizer;
 mod vision;
-mod weights;
+pub(crate) mod weights;
 
 pub use config::{Activation, ClipConfig, TextConfig, TextPooling, VisionConfig};
 pub use embeddings::Embeddings;

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The device check of the wgpu CLIP path (docs/perf.md, "wgpu"): images/s of
+# the ViT-L/14-336 image tower (random weights, fp16) on this crate's wgpu path
+# and on PyTorch CUDA fp16 (transformers, sdpa), same weights and pixels, one run.
+#
+#   bash benches/gpu_device.sh           # on the lent GPU machine (~2-4 min)
+#   bash benches/gpu_device.sh --tiny    # here: tiny shapes, lavapipe vs PyTorch CPU
+#
+# BIN: the release gpu_device_bench (built here, carried to the device):
+#   CARGO_TARGET_DIR=targets/gpu cargo build --release -p fisao-benches --features gpu --bin gpu_device_bench
+# PY: python with torch, transformers, safetensors (python3 on the device).
+# Vulkan loaders on the device: unpack the carried .gl/*.deb first (device README).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODEL=vit-l-14-336; BATCH=${BATCH:-32}; REPEATS=${REPEATS:-3}
+if [ "${1:-}" = "--tiny" ]; then MODEL=tiny; BATCH=${BATCH_TINY:-4}; REPEATS=2; fi
+PY=${PY:-python3}
+BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release/gpu_device_bench}
+DIR=${BENCH_DIR:-/tmp/fisao-gpu-bench}/$MODEL
+export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
+if [ -d .gl ] && ! ldconfig -p | grep -q libvulkan.so.1; then
+  for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
+fi
+ICD=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+if [ -f "$ICD" ] && [ -z "${VK_DRIVER_FILES:-}" ]; then export VK_DRIVER_FILES=$ICD; fi
+
+echo "date: $(date -u +%FT%TZ); model: $MODEL; batch: $BATCH; repeats: $REPEATS (best of)"
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
+[ -f "$DIR/model.safetensors" ] || "$PY" benches/gpu_device.py write "$DIR" --model "$MODEL"
+rs=$(timeout 300 "$BIN" "$DIR" "$BATCH" "$REPEATS" ${PRECISION:-} | tail -1)
+echo "$rs"
+py=$(timeout 200 "$PY" benches/gpu_device.py time "$DIR" "$BATCH" "$REPEATS" | tail -1)
+echo "$py"
+"$PY" - "$rs" "$py" <<'PYEOF'
+import json, sys
+rs, py = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+ratio = rs["images_per_s"] / py["images_per_s"]
+print(f"images/s  wgpu ({rs['adapter']}, {rs['precision']}) {rs['images_per_s']:.2f}  "
+      f"pytorch ({py['device']}, {py['dtype']}) {py['images_per_s']:.2f}  ratio {ratio:.3f}x (goal >= 0.5x)")
+if "min_cosine_vs_wgpu" in py:
+    print(f"parity: min cosine {py['min_cosine_vs_wgpu']}, max rel diff {py['max_rel_diff_vs_wgpu']}")
+PYEOF

@@ -1,0 +1,576 @@
+//! The GPU context: adapter, device, queue, the pipeline cache, buffer
+//! upload and readback, and the fault plumbing (errors, device loss, timeouts).
+//!
+//! Follows the pattern of wgpu's own compute examples: one context built once
+//! and passed by reference. Limits are the WebGPU defaults
+//! (`Limits::default()`), which every browser grants, so what runs here runs
+//! under WebGPU in the browser too. Everything is async; native builds get
+//! blocking wrappers (pollster) in [`crate::gpu`]'s public API.
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context as TaskContext, Poll, Waker};
+use std::sync::Mutex;
+
+use super::error::GpuError;
+
+/// Element type of weights and activations on the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Precision {
+    /// f32 storage and arithmetic (every adapter).
+    F32,
+    /// f16 storage and arithmetic, f32 accumulation in reductions and GEMMs
+    /// (adapters with `shader-f16`).
+    F16,
+}
+
+impl Precision {
+    /// Bytes per element.
+    pub fn size(self) -> u64 {
+        match self {
+            Self::F32 => 4,
+            Self::F16 => 2,
+        }
+    }
+}
+
+/// How to build a [`GpuContext`].
+#[derive(Debug, Clone)]
+pub struct GpuOptions {
+    /// Use f16 when the adapter has `shader-f16` (else f32); `Some` forces one
+    /// (forcing f16 on an adapter without it is an error).
+    pub precision: Option<Precision>,
+    /// Longest wait for one submission before giving up with
+    /// [`GpuError::Timeout`] (native only; browsers cannot block).
+    pub timeout: core::time::Duration,
+    /// Prefer a software adapter (lavapipe, SwiftShader): for tests.
+    pub force_fallback_adapter: bool,
+}
+
+impl Default for GpuOptions {
+    fn default() -> Self {
+        Self {
+            precision: None,
+            timeout: core::time::Duration::from_secs(120),
+            force_fallback_adapter: false,
+        }
+    }
+}
+
+/// A device, its queue and the compiled pipelines: build once, pass by reference.
+pub struct GpuContext {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    precision: Precision,
+    timeout: core::time::Duration,
+    pipelines: Mutex<BTreeMap<String, wgpu::ComputePipeline>>,
+    /// The first uncaptured error or device-loss message, if any.
+    fault: Arc<Mutex<Option<GpuError>>>,
+    /// The uniform arena for dispatch parameters, reused across calls.
+    params: Mutex<Option<wgpu::Buffer>>,
+}
+
+impl GpuContext {
+    /// Finds an adapter and opens a device with the WebGPU default limits.
+    pub async fn new_async(options: &GpuOptions) -> Result<Self, GpuError> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::from_env_or_default());
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                force_fallback_adapter: options.force_fallback_adapter,
+                compatible_surface: None,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
+        let has_f16 = adapter.features().contains(wgpu::Features::SHADER_F16);
+        let precision = match options.precision {
+            Some(Precision::F16) if !has_f16 => {
+                return Err(GpuError::RequestDevice(
+                    "f16 was requested but the adapter has no shader-f16".into(),
+                ));
+            }
+            Some(p) => p,
+            None if has_f16 => Precision::F16,
+            None => Precision::F32,
+        };
+        let features = match precision {
+            Precision::F16 => wgpu::Features::SHADER_F16,
+            Precision::F32 => wgpu::Features::empty(),
+        };
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("fisao clip"),
+                required_features: features,
+                required_limits: wgpu::Limits::default(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| GpuError::RequestDevice(e.to_string()))?;
+        let fault = Arc::new(Mutex::new(None));
+        install_fault_handlers(&device, &fault);
+        Ok(Self {
+            device,
+            queue,
+            info: adapter.get_info(),
+            precision,
+            timeout: options.timeout,
+            pipelines: Mutex::new(BTreeMap::new()),
+            fault,
+            params: Mutex::new(None),
+        })
+    }
+
+    /// Blocking [`GpuContext::new_async`] (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new(options: &GpuOptions) -> Result<Self, GpuError> {
+        pollster::block_on(Self::new_async(options))
+    }
+
+    /// The element type used on this device.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// The adapter: name, backend, device type (lavapipe reports `Cpu`).
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+
+    /// The limits the device was opened with.
+    pub fn limits(&self) -> wgpu::Limits {
+        self.device.limits()
+    }
+
+    /// The recorded fault (device lost or an uncaptured error), if any.
+    pub(crate) fn check_fault(&self) -> Result<(), GpuError> {
+        let mut slot = self.fault.lock().map_err(|_| poisoned())?;
+        match slot.take() {
+            Some(e) => {
+                // Keep device loss sticky: every later call fails the same way.
+                if let GpuError::DeviceLost(m) = &e {
+                    *slot = Some(GpuError::DeviceLost(m.clone()));
+                }
+                Err(e)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// The compute pipeline for `entry` of `body` at this precision, with
+    /// `consts` prepended as WGSL `const`s; compiled once, then cached.
+    pub(crate) async fn pipeline(
+        &self,
+        name: &str,
+        body: &str,
+        consts: &[(&str, u32)],
+    ) -> Result<wgpu::ComputePipeline, GpuError> {
+        let key = format!("{name}/{:?}/{consts:?}", self.precision);
+        if let Some(p) = self.pipelines.lock().map_err(|_| poisoned())?.get(&key) {
+            return Ok(p.clone());
+        }
+        let source = shader_source(body, self.precision, consts);
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(name),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(name),
+                layout: None,
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+        if let Some(e) = scope.pop().await {
+            return Err(GpuError::from_wgpu(e, &format!("compiling kernel {name}")));
+        }
+        self.pipelines
+            .lock()
+            .map_err(|_| poisoned())?
+            .insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// Checks that a storage buffer of `bytes` fits this device's limits.
+    pub(crate) fn check_size(&self, what: &str, bytes: u64) -> Result<(), GpuError> {
+        let limits = self.device.limits();
+        let binding = u64::from(limits.max_storage_buffer_binding_size);
+        let (limit, limit_name) = if binding < limits.max_buffer_size {
+            (binding, "max_storage_buffer_binding_size")
+        } else {
+            (limits.max_buffer_size, "max_buffer_size")
+        };
+        if bytes > limit {
+            return Err(GpuError::TooLarge {
+                what: what.to_string(),
+                bytes,
+                limit,
+                limit_name,
+            });
+        }
+        Ok(())
+    }
+
+    /// A storage buffer of at least `bytes` (rounded up to 16, never empty).
+    pub(crate) async fn storage(&self, what: &str, bytes: u64) -> Result<wgpu::Buffer, GpuError> {
+        let bytes = bytes.max(16).next_multiple_of(16);
+        self.check_size(what, bytes)?;
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(what),
+            size: bytes,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        if let Some(e) = scope.pop().await {
+            return Err(GpuError::from_wgpu(
+                e,
+                &format!("allocating {what} ({bytes} bytes)"),
+            ));
+        }
+        Ok(buffer)
+    }
+
+    /// Uploads f32 values as this context's element type into a new buffer.
+    pub(crate) async fn upload(
+        &self,
+        what: &str,
+        values: &[f32],
+    ) -> Result<wgpu::Buffer, GpuError> {
+        let bytes = encode(values, self.precision);
+        let buffer = self.storage(what, bytes.len() as u64).await?;
+        self.queue.write_buffer(&buffer, 0, &bytes);
+        Ok(buffer)
+    }
+
+    /// Uploads raw `u32` values (indices, sequence tables).
+    pub(crate) async fn upload_u32(
+        &self,
+        what: &str,
+        values: &[u32],
+    ) -> Result<wgpu::Buffer, GpuError> {
+        let buffer = self.storage(what, (values.len() * 4) as u64).await?;
+        self.queue
+            .write_buffer(&buffer, 0, bytemuck::cast_slice(values));
+        Ok(buffer)
+    }
+
+    /// Writes f32 values (converted) into an existing buffer.
+    pub(crate) fn write(&self, buffer: &wgpu::Buffer, values: &[f32]) {
+        self.queue
+            .write_buffer(buffer, 0, &encode(values, self.precision));
+    }
+
+    /// Records `dispatches` into one compute pass, submits, and reads back
+    /// `count` elements of `result`: one submission, one readback.
+    pub(crate) async fn run(
+        &self,
+        dispatches: &[Dispatch],
+        result: &wgpu::Buffer,
+        count: usize,
+    ) -> Result<Vec<f32>, GpuError> {
+        self.check_fault()?;
+        let bytes = (count as u64 * self.precision.size())
+            .next_multiple_of(4)
+            .max(4);
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let params = self.params.lock().map_err(|_| poisoned())?;
+        let params = self.encode_and_submit(params, dispatches, result, &staging, bytes)?;
+        drop(params);
+        if let Some(e) = validation.pop().await {
+            return Err(GpuError::from_wgpu(e, "running the kernels"));
+        }
+        if let Some(e) = oom.pop().await {
+            return Err(GpuError::from_wgpu(e, "running the kernels"));
+        }
+        let data = self.map(&staging).await?;
+        self.check_fault()?;
+        Ok(decode(&data, count, self.precision))
+    }
+
+    fn encode_and_submit<'g>(
+        &self,
+        mut params: std::sync::MutexGuard<'g, Option<wgpu::Buffer>>,
+        dispatches: &[Dispatch],
+        result: &wgpu::Buffer,
+        staging: &wgpu::Buffer,
+        bytes: u64,
+    ) -> Result<std::sync::MutexGuard<'g, Option<wgpu::Buffer>>, GpuError> {
+        let stride = u64::from(self.device.limits().min_uniform_buffer_offset_alignment).max(256);
+        let need = (dispatches.len() as u64 * stride).max(stride);
+        if params.as_ref().is_none_or(|b| b.size() < need) {
+            *params = Some(self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("kernel params"),
+                size: need.next_power_of_two(),
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }));
+        }
+        let arena = params
+            .as_ref()
+            .ok_or_else(|| GpuError::Device("no params buffer".into()))?;
+        let mut blob = alloc::vec![0u8; need as usize];
+        for (i, d) in dispatches.iter().enumerate() {
+            let at = i * stride as usize;
+            blob[at..at + d.params.len()].copy_from_slice(&d.params);
+        }
+        self.queue.write_buffer(arena, 0, &blob);
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        {
+            let groups: Vec<wgpu::BindGroup> = dispatches
+                .iter()
+                .enumerate()
+                .map(|(i, d)| d.bind_group(&self.device, arena, i as u64 * stride))
+                .collect();
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            for (d, g) in dispatches.iter().zip(&groups) {
+                pass.set_pipeline(&d.pipeline);
+                pass.set_bind_group(0, g, &[]);
+                let [x, y, z] = d.groups;
+                pass.dispatch_workgroups(x, y, z);
+            }
+        }
+        encoder.copy_buffer_to_buffer(result, 0, staging, 0, bytes);
+        self.queue.submit([encoder.finish()]);
+        Ok(params)
+    }
+
+    /// Maps `staging` and copies it out; waits at most the timeout natively.
+    async fn map(&self, staging: &wgpu::Buffer) -> Result<Vec<u8>, GpuError> {
+        let (tx, rx) = oneshot();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| tx.send(r));
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: Some(self.timeout),
+            })
+            .map_err(|e| match e {
+                wgpu::PollError::Timeout => GpuError::Timeout(format!(
+                    "the kernels did not finish within {:?}",
+                    self.timeout
+                )),
+                other => GpuError::DeviceLost(other.to_string()),
+            })?;
+        #[cfg(target_arch = "wasm32")]
+        let _ = self.timeout;
+        match rx.await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                self.check_fault()?;
+                return Err(GpuError::Device(format!("reading results back: {e}")));
+            }
+            None => {
+                self.check_fault()?;
+                return Err(GpuError::DeviceLost("the readback was dropped".into()));
+            }
+        }
+        let data = staging
+            .get_mapped_range(..)
+            .map_err(|e| GpuError::Device(format!("reading results back: {e:?}")))?
+            .to_vec();
+        staging.unmap();
+        Ok(data)
+    }
+}
+
+/// One kernel launch: pipeline, storage buffers in binding order, the
+/// params uniform (bound last) and the workgroup counts.
+pub(crate) struct Dispatch {
+    pub pipeline: wgpu::ComputePipeline,
+    pub buffers: Vec<wgpu::Buffer>,
+    pub params: Vec<u8>,
+    pub groups: [u32; 3],
+}
+
+impl Dispatch {
+    /// A launch with `params` (a `#[repr(C)]` bytemuck struct).
+    pub(crate) fn new<P: bytemuck::Pod>(
+        pipeline: wgpu::ComputePipeline,
+        buffers: &[&wgpu::Buffer],
+        params: &P,
+        groups: [u32; 3],
+    ) -> Self {
+        Self {
+            pipeline,
+            buffers: buffers.iter().map(|b| (*b).clone()).collect(),
+            params: bytemuck::bytes_of(params).to_vec(),
+            groups,
+        }
+    }
+
+    fn bind_group(
+        &self,
+        device: &wgpu::Device,
+        arena: &wgpu::Buffer,
+        offset: u64,
+    ) -> wgpu::BindGroup {
+        let layout = self.pipeline.get_bind_group_layout(0);
+        let mut entries: Vec<wgpu::BindGroupEntry<'_>> = self
+            .buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
+            .collect();
+        entries.push(wgpu::BindGroupEntry {
+            binding: self.buffers.len() as u32,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: arena,
+                offset,
+                size: core::num::NonZeroU64::new(self.params.len().next_multiple_of(16) as u64),
+            }),
+        });
+        device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &layout,
+            entries: &entries,
+        })
+    }
+}
+
+/// Prepends the precision alias (`T`) and the Rust-side constants.
+fn shader_source(body: &str, precision: Precision, consts: &[(&str, u32)]) -> String {
+    let mut s = String::new();
+    match precision {
+        Precision::F16 => s.push_str("enable f16;\nalias T = f16;\n"),
+        Precision::F32 => s.push_str("alias T = f32;\n"),
+    }
+    for (name, value) in consts {
+        s.push_str(&format!("const {name}: u32 = {value}u;\n"));
+    }
+    s.push_str(body);
+    s
+}
+
+/// f32 values as device bytes, zero-padded to the 4-byte copy alignment
+/// (an odd number of f16 values is 2 bytes short of it).
+pub(crate) fn encode(values: &[f32], precision: Precision) -> Vec<u8> {
+    let mut bytes: Vec<u8> = match precision {
+        Precision::F32 => bytemuck::cast_slice(values).to_vec(),
+        Precision::F16 => values
+            .iter()
+            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+            .collect(),
+    };
+    bytes.resize(bytes.len().next_multiple_of(4), 0);
+    bytes
+}
+
+/// Device bytes as `count` f32 values.
+fn decode(bytes: &[u8], count: usize, precision: Precision) -> Vec<f32> {
+    match precision {
+        Precision::F32 => bytes
+            .chunks_exact(4)
+            .take(count)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Precision::F16 => bytes
+            .chunks_exact(2)
+            .take(count)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+    }
+}
+
+fn poisoned() -> GpuError {
+    GpuError::Device("a GPU context lock was poisoned by an earlier panic".into())
+}
+
+/// Records uncaptured errors and device loss instead of wgpu's default panic.
+fn install_fault_handlers(device: &wgpu::Device, fault: &Arc<Mutex<Option<GpuError>>>) {
+    let slot = fault.clone();
+    device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+        if let Ok(mut s) = slot.lock() {
+            s.get_or_insert(GpuError::from_wgpu(e, "running a GPU command"));
+        }
+    }));
+    let slot = fault.clone();
+    device.set_device_lost_callback(move |reason, message| {
+        if let Ok(mut s) = slot.lock() {
+            *s = Some(GpuError::DeviceLost(format!("{reason:?}: {message}")));
+        }
+    });
+}
+
+/// A one-value channel whose receiver is a future (map callbacks).
+fn oneshot<T: Send + 'static>() -> (Sender<T>, Receiver<T>) {
+    let state = Arc::new(Mutex::new(Slot {
+        value: None,
+        closed: false,
+        waker: None,
+    }));
+    (Sender(Some(state.clone())), Receiver(state))
+}
+
+struct Slot<T> {
+    value: Option<T>,
+    closed: bool,
+    waker: Option<Waker>,
+}
+
+struct Sender<T>(Option<Arc<Mutex<Slot<T>>>>);
+struct Receiver<T>(Arc<Mutex<Slot<T>>>);
+
+impl<T> Sender<T> {
+    fn send(mut self, value: T) {
+        if let Some(state) = self.0.take() {
+            finish(&state, Some(value));
+        }
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        if let Some(state) = self.0.take() {
+            finish(&state, None);
+        }
+    }
+}
+
+fn finish<T>(state: &Mutex<Slot<T>>, value: Option<T>) {
+    if let Ok(mut s) = state.lock() {
+        s.value = value;
+        s.closed = true;
+        if let Some(w) = s.waker.take() {
+            w.wake();
+        }
+    }
+}
+
+impl<T> Future for Receiver<T> {
+    type Output = Option<T>;
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<T>> {
+        let Ok(mut s) = self.0.lock() else {
+            return Poll::Ready(None);
+        };
+        if s.closed {
+            return Poll::Ready(s.value.take());
+        }
+        s.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}

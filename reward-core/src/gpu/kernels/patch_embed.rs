@@ -1,0 +1,220 @@
+//! Patch embedding of the vision tower: im2col, then (through the GEMM
+//! kernel) the bias-free convolution, then class token + positions.
+//!
+//! Mirrors `VisionTransformer::im2col` and `embed` in `clip/vision.rs`
+//! (`CLIPVisionEmbeddings` in transformers).
+
+use super::super::context::{Dispatch, GpuContext};
+use super::super::error::GpuError;
+use super::{WORKGROUP, grid, u32_of};
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Im2colParams {
+    count: u32,
+    channels: u32,
+    size: u32,
+    patch: u32,
+    grid: u32,
+    groups_x: u32,
+    pad: [u32; 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct TokenParams {
+    count: u32,
+    hidden: u32,
+    tokens: u32,
+    groups_x: u32,
+}
+
+/// The image geometry: `channels x size x size`, square patches of `patch`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PatchShape {
+    pub channels: usize,
+    pub size: usize,
+    pub patch: usize,
+}
+
+impl PatchShape {
+    /// Patches per side.
+    pub(crate) fn grid(&self) -> usize {
+        self.size / self.patch
+    }
+}
+
+/// `patches[n * grid^2, channels * patch^2]` from `pixels[n, c, size, size]`.
+pub(crate) async fn im2col(
+    ctx: &GpuContext,
+    shape: PatchShape,
+    n: usize,
+    pixels: &wgpu::Buffer,
+    patches: &wgpu::Buffer,
+) -> Result<Dispatch, GpuError> {
+    let pipeline = ctx
+        .pipeline(
+            "im2col",
+            include_str!("patch_embed.wgsl"),
+            &[("WG", WORKGROUP)],
+        )
+        .await?;
+    let g = shape.grid();
+    let count = u32_of(
+        n * g * g * shape.channels * shape.patch * shape.patch,
+        "patch values",
+    )?;
+    let groups = grid(count, WORKGROUP);
+    let params = Im2colParams {
+        count,
+        channels: u32_of(shape.channels, "channels")?,
+        size: u32_of(shape.size, "image size")?,
+        patch: u32_of(shape.patch, "patch size")?,
+        grid: u32_of(g, "grid")?,
+        groups_x: groups[0],
+        pad: [0; 2],
+    };
+    Ok(Dispatch::new(pipeline, &[pixels, patches], &params, groups))
+}
+
+/// `x[n * tokens, hidden]`: class token then projected patches, plus positions.
+pub(crate) async fn patch_tokens(
+    ctx: &GpuContext,
+    n: usize,
+    tokens: usize,
+    hidden: usize,
+    inputs: [&wgpu::Buffer; 3],
+    x: &wgpu::Buffer,
+) -> Result<Dispatch, GpuError> {
+    let pipeline = ctx
+        .pipeline(
+            "patch_tokens",
+            include_str!("patch_tokens.wgsl"),
+            &[("WG", WORKGROUP)],
+        )
+        .await?;
+    let count = u32_of(n * tokens * hidden, "token values")?;
+    let groups = grid(count, WORKGROUP);
+    let params = TokenParams {
+        count,
+        hidden: u32_of(hidden, "hidden size")?,
+        tokens: u32_of(tokens, "tokens")?,
+        groups_x: groups[0],
+    };
+    let [projected, class, pos] = inputs;
+    Ok(Dispatch::new(
+        pipeline,
+        &[projected, class, pos, x],
+        &params,
+        groups,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::vec::Vec;
+
+    use super::super::testing::{assert_close, data, precisions, run, tolerance, upload};
+    use super::*;
+
+    /// `VisionTransformer::im2col` of `clip/vision.rs`.
+    fn reference(pixels: &[f32], s: PatchShape, n: usize) -> Vec<f32> {
+        let (c, p, size, g) = (s.channels, s.patch, s.size, s.grid());
+        let mut out = Vec::new();
+        for image in pixels.chunks_exact(c * size * size).take(n) {
+            for (gy, gx) in (0..g).flat_map(|gy| (0..g).map(move |gx| (gy, gx))) {
+                for ch in 0..c {
+                    for ky in 0..p {
+                        let start = ch * size * size + (gy * p + ky) * size + gx * p;
+                        out.extend_from_slice(&image[start..start + p]);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn im2col_matches_the_cpu_including_a_floored_grid() {
+        // size 7 with patch 3: the last row and column are dropped, as Conv2d does.
+        for (shape, n) in [
+            (
+                PatchShape {
+                    channels: 3,
+                    size: 8,
+                    patch: 4,
+                },
+                2,
+            ),
+            (
+                PatchShape {
+                    channels: 3,
+                    size: 7,
+                    patch: 3,
+                },
+                3,
+            ),
+            (
+                PatchShape {
+                    channels: 1,
+                    size: 2,
+                    patch: 2,
+                },
+                1,
+            ),
+        ] {
+            for (ctx, precision) in precisions() {
+                let pixels = data(n * shape.channels * shape.size * shape.size, 31);
+                let want = reference(&pixels, shape, n);
+                let pb = upload(ctx, &pixels);
+                let out = upload(ctx, &alloc::vec![0.0; want.len()]);
+                let d = pollster::block_on(im2col(ctx, shape, n, &pb, &out)).expect("record");
+                let got = run(ctx, alloc::vec![d], &out, want.len());
+                assert_close(
+                    &got,
+                    &want,
+                    tolerance(precision),
+                    &alloc::format!("{shape:?} {precision:?}"),
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn class_token_and_positions() {
+        let (n, tokens, hidden) = (3, 5, 6);
+        for (ctx, precision) in precisions() {
+            let projected = data(n * (tokens - 1) * hidden, 41);
+            let (class, pos) = (data(hidden, 42), data(tokens * hidden, 43));
+            let mut want = Vec::new();
+            for i in 0..n {
+                for t in 0..tokens {
+                    for c in 0..hidden {
+                        let base = if t == 0 {
+                            class[c]
+                        } else {
+                            projected[(i * (tokens - 1) + t - 1) * hidden + c]
+                        };
+                        want.push(base + pos[t * hidden + c]);
+                    }
+                }
+            }
+            let bufs = [
+                upload(ctx, &projected),
+                upload(ctx, &class),
+                upload(ctx, &pos),
+            ];
+            let out = upload(ctx, &alloc::vec![0.0; want.len()]);
+            let inputs = [&bufs[0], &bufs[1], &bufs[2]];
+            let d = pollster::block_on(patch_tokens(ctx, n, tokens, hidden, inputs, &out))
+                .expect("record");
+            let got = run(ctx, alloc::vec![d], &out, want.len());
+            assert_close(
+                &got,
+                &want,
+                tolerance(precision),
+                &alloc::format!("tokens {precision:?}"),
+            );
+        }
+    }
+}

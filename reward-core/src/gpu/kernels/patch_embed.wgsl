@@ -1,0 +1,40 @@
+// im2col for the bias-free patch convolution (stride = kernel = P):
+// patches[n * G * G, C * P * P] from pixels[n, C, S, S], patch rows in
+// row-major grid order, columns in the (channel, row, column) order of the
+// conv weight, so that `patches @ weight^T` is the convolution.
+struct Params {
+    count: u32,
+    channels: u32,
+    size: u32,
+    patch: u32,
+    grid: u32,
+    groups_x: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<storage, read> pixels: array<T>;
+@group(0) @binding(1) var<storage, read_write> patches: array<T>;
+@group(0) @binding(2) var<uniform> p: Params;
+
+@compute @workgroup_size(WG, 1, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x + gid.y * p.groups_x * WG;
+    if (i >= p.count) {
+        return;
+    }
+    let width = p.channels * p.patch * p.patch;
+    let row = i / width;
+    let col = i % width;
+    let per_image = p.grid * p.grid;
+    let image = row / per_image;
+    let cell = row % per_image;
+    let gy = cell / p.grid;
+    let gx = cell % p.grid;
+    let ch = col / (p.patch * p.patch);
+    let ky = (col / p.patch) % p.patch;
+    let kx = col % p.patch;
+    let plane = p.size * p.size;
+    let src = image * p.channels * plane + ch * plane + (gy * p.patch + ky) * p.size + gx * p.patch + kx;
+    patches[i] = pixels[src];
+}

@@ -1,0 +1,535 @@
+//! The two CLIP towers on the GPU: weights uploaded once, then each call
+//! records every layer's kernels into one submission.
+//!
+//! Mirrors `clip/encoder.rs` (`CLIPEncoderLayer`: pre-norm attention and
+//! MLP with residual adds), `clip/vision.rs` (patch embedding, class token,
+//! `pre_layrnorm`, `post_layernorm` of the class token) and `clip/text.rs`
+//! (token + position embeddings, causal encoder, `final_layer_norm` of the
+//! pooled token).
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::vec::Vec;
+use core::ops::Range;
+
+use super::context::{Dispatch, GpuContext};
+use super::error::GpuError;
+use super::kernels::attention::{Heads, attention, seq_table};
+use super::kernels::gelu::gelu;
+use super::kernels::layernorm::{Norm, layernorm};
+use super::kernels::matmul::{Gemm, matmul};
+use super::kernels::patch_embed::{PatchShape, im2col, patch_tokens};
+use crate::clip::weights::VarBuilder;
+use crate::clip::{Activation, TextConfig, VisionConfig};
+
+/// Activation buffers by role, grown on demand and reused across calls.
+#[derive(Default)]
+pub(crate) struct Workspace {
+    buffers: BTreeMap<&'static str, wgpu::Buffer>,
+}
+
+impl Workspace {
+    /// The buffer `name` with room for `elems` device elements.
+    pub(crate) async fn get(
+        &mut self,
+        ctx: &GpuContext,
+        name: &'static str,
+        elems: usize,
+    ) -> Result<wgpu::Buffer, GpuError> {
+        let bytes = (elems as u64 * ctx.precision().size()).max(16);
+        if let Some(b) = self.buffers.get(name).filter(|b| b.size() >= bytes) {
+            return Ok(b.clone());
+        }
+        let b = ctx.storage(name, bytes).await?;
+        self.buffers.insert(name, b.clone());
+        Ok(b)
+    }
+
+    /// A `u32` buffer `name` holding `values` (sequence tables, row indices).
+    pub(crate) async fn u32s(
+        &mut self,
+        ctx: &GpuContext,
+        name: &'static str,
+        values: &[u32],
+    ) -> Result<wgpu::Buffer, GpuError> {
+        let bytes = (values.len() as u64 * 4).max(16);
+        let b = match self.buffers.get(name).filter(|b| b.size() >= bytes) {
+            Some(b) => b.clone(),
+            None => {
+                let b = ctx.storage(name, bytes).await?;
+                self.buffers.insert(name, b.clone());
+                b
+            }
+        };
+        ctx.queue.write_buffer(&b, 0, bytemuck::cast_slice(values));
+        Ok(b)
+    }
+}
+
+/// A linear layer on the device: `weight [out, in]`, optional `bias [out]`.
+pub(crate) struct GpuLinear {
+    pub w: wgpu::Buffer,
+    pub b: Option<wgpu::Buffer>,
+    pub in_dim: usize,
+    pub out_dim: usize,
+}
+
+impl GpuLinear {
+    /// Uploads `prefix.weight` (and `prefix.bias`).
+    pub(crate) async fn load(
+        ctx: &GpuContext,
+        vb: &VarBuilder<'_, '_>,
+        (in_dim, out_dim): (usize, usize),
+        with_bias: bool,
+    ) -> Result<Self, GpuError> {
+        Self::load_stacked(ctx, &[vb.clone()], in_dim, out_dim, with_bias).await
+    }
+
+    /// Several layers of one input width stacked into one (q, k, v -> qkv).
+    pub(crate) async fn load_stacked(
+        ctx: &GpuContext,
+        parts: &[VarBuilder<'_, '_>],
+        in_dim: usize,
+        out_dim: usize,
+        with_bias: bool,
+    ) -> Result<Self, GpuError> {
+        let mut w = Vec::with_capacity(parts.len() * out_dim * in_dim);
+        let mut b = Vec::new();
+        for vb in parts {
+            w.extend(vb.get("weight", &[out_dim, in_dim])?);
+            if with_bias {
+                b.extend(vb.get("bias", &[out_dim])?);
+            }
+        }
+        let name = match parts.len() {
+            1 => "linear weight",
+            _ => "stacked qkv weight",
+        };
+        Ok(Self {
+            w: ctx.upload(name, &w).await?,
+            b: match with_bias {
+                true => Some(ctx.upload("linear bias", &b).await?),
+                false => None,
+            },
+            in_dim,
+            out_dim: out_dim * parts.len(),
+        })
+    }
+
+    /// Records `out (+)= x[rows, in] @ W^T + b`.
+    async fn record(
+        &self,
+        ctx: &GpuContext,
+        x: &wgpu::Buffer,
+        rows: usize,
+        out: &wgpu::Buffer,
+        accumulate: bool,
+    ) -> Result<Dispatch, GpuError> {
+        let mut g = Gemm::new(rows, self.out_dim, self.in_dim);
+        g.accumulate = accumulate;
+        matmul(ctx, &g, x, &self.w, self.b.as_ref(), out).await
+    }
+}
+
+/// A LayerNorm on the device.
+pub(crate) struct GpuNorm {
+    gamma: wgpu::Buffer,
+    beta: wgpu::Buffer,
+    dim: usize,
+    eps: f32,
+}
+
+impl GpuNorm {
+    async fn load(
+        ctx: &GpuContext,
+        vb: &VarBuilder<'_, '_>,
+        dim: usize,
+        eps: f64,
+    ) -> Result<Self, GpuError> {
+        Ok(Self {
+            gamma: ctx
+                .upload("layernorm weight", &vb.get("weight", &[dim])?)
+                .await?,
+            beta: ctx
+                .upload("layernorm bias", &vb.get("bias", &[dim])?)
+                .await?,
+            dim,
+            eps: eps as f32,
+        })
+    }
+
+    async fn record(
+        &self,
+        ctx: &GpuContext,
+        x: &wgpu::Buffer,
+        rows: usize,
+        gather: Option<&wgpu::Buffer>,
+        out: &wgpu::Buffer,
+    ) -> Result<Dispatch, GpuError> {
+        let norm = Norm {
+            gamma: &self.gamma,
+            beta: &self.beta,
+            dim: self.dim,
+            eps: self.eps,
+        };
+        layernorm(ctx, &norm, x, rows, gather, out).await
+    }
+}
+
+/// The shape of one tower's encoder.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EncoderShape {
+    pub hidden: usize,
+    pub intermediate: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub act: Activation,
+    pub eps: f64,
+}
+
+struct GpuLayer {
+    layer_norm1: GpuNorm,
+    qkv: GpuLinear,
+    out_proj: GpuLinear,
+    layer_norm2: GpuNorm,
+    fc1: GpuLinear,
+    fc2: GpuLinear,
+}
+
+/// `encoder.layers.*` on the device.
+pub(crate) struct GpuEncoder {
+    layers: Vec<GpuLayer>,
+    shape: EncoderShape,
+}
+
+/// The packed sequences of one encoder call.
+pub(crate) struct Packed<'a> {
+    pub rows: usize,
+    pub seqs: &'a [Range<usize>],
+    pub causal: bool,
+}
+
+impl GpuEncoder {
+    pub(crate) async fn load(
+        ctx: &GpuContext,
+        vb: &VarBuilder<'_, '_>,
+        shape: EncoderShape,
+    ) -> Result<Self, GpuError> {
+        let (h, i) = (shape.hidden, shape.intermediate);
+        let mut layers = Vec::with_capacity(shape.layers);
+        for l in 0..shape.layers {
+            let vb = vb.pp("layers").pp(l);
+            let attn = vb.pp("self_attn");
+            let qkv = [attn.pp("q_proj"), attn.pp("k_proj"), attn.pp("v_proj")];
+            layers.push(GpuLayer {
+                layer_norm1: GpuNorm::load(ctx, &vb.pp("layer_norm1"), h, shape.eps).await?,
+                qkv: GpuLinear::load_stacked(ctx, &qkv, h, h, true).await?,
+                out_proj: GpuLinear::load(ctx, &attn.pp("out_proj"), (h, h), true).await?,
+                layer_norm2: GpuNorm::load(ctx, &vb.pp("layer_norm2"), h, shape.eps).await?,
+                fc1: GpuLinear::load(ctx, &vb.pp("mlp").pp("fc1"), (h, i), true).await?,
+                fc2: GpuLinear::load(ctx, &vb.pp("mlp").pp("fc2"), (i, h), true).await?,
+            });
+        }
+        Ok(Self { layers, shape })
+    }
+
+    /// Checks that the widest activation of `rows` rows fits one binding.
+    pub(crate) fn check_rows(&self, ctx: &GpuContext, rows: usize) -> Result<(), GpuError> {
+        let widest = (3 * self.shape.hidden).max(self.shape.intermediate);
+        let bytes = (rows * widest) as u64 * ctx.precision().size();
+        ctx.check_size(&format!("the activations of {rows} token rows"), bytes)
+    }
+
+    /// Records every layer on `x[rows, hidden]` in place.
+    pub(crate) async fn record(
+        &self,
+        ctx: &GpuContext,
+        ws: &mut Workspace,
+        x: &wgpu::Buffer,
+        packed: &Packed<'_>,
+        out: &mut Vec<Dispatch>,
+    ) -> Result<(), GpuError> {
+        let (h, rows) = (self.shape.hidden, packed.rows);
+        self.check_rows(ctx, rows)?;
+        let normed = ws.get(ctx, "normed", rows * h).await?;
+        let qkv = ws.get(ctx, "qkv", rows * 3 * h).await?;
+        let attn = ws.get(ctx, "attention", rows * h).await?;
+        let mlp = ws.get(ctx, "mlp", rows * self.shape.intermediate).await?;
+        let table = ws.u32s(ctx, "sequences", &seq_table(packed.seqs)?).await?;
+        let max_len = packed.seqs.iter().map(|s| s.len()).max().unwrap_or(0);
+        let heads = Heads {
+            hidden: h,
+            heads: self.shape.heads,
+        };
+        for layer in &self.layers {
+            out.push(
+                layer
+                    .layer_norm1
+                    .record(ctx, x, rows, None, &normed)
+                    .await?,
+            );
+            out.push(layer.qkv.record(ctx, &normed, rows, &qkv, false).await?);
+            let n = packed.seqs.len();
+            out.push(attention(ctx, heads, packed.causal, &qkv, &table, n, max_len, &attn).await?);
+            out.push(layer.out_proj.record(ctx, &attn, rows, x, true).await?);
+            out.push(
+                layer
+                    .layer_norm2
+                    .record(ctx, x, rows, None, &normed)
+                    .await?,
+            );
+            out.push(layer.fc1.record(ctx, &normed, rows, &mlp, false).await?);
+            out.push(gelu(ctx, self.shape.act, &mlp, rows * self.shape.intermediate).await?);
+            out.push(layer.fc2.record(ctx, &mlp, rows, x, true).await?);
+        }
+        Ok(())
+    }
+}
+
+/// `vision_model` plus `visual_projection` on the device.
+pub(crate) struct GpuVision {
+    class_embedding: wgpu::Buffer,
+    patch_embedding: GpuLinear,
+    position_embedding: wgpu::Buffer,
+    pre_layrnorm: GpuNorm,
+    encoder: GpuEncoder,
+    post_layernorm: GpuNorm,
+    projection: GpuLinear,
+    cfg: VisionConfig,
+}
+
+impl GpuVision {
+    pub(crate) async fn load(
+        ctx: &GpuContext,
+        vb: &VarBuilder<'_, '_>,
+        cfg: &VisionConfig,
+        projection: &VarBuilder<'_, '_>,
+        proj_dim: usize,
+    ) -> Result<Self, GpuError> {
+        let emb = vb.pp("embeddings");
+        let (h, p, c) = (cfg.hidden_size, cfg.patch_size, cfg.num_channels);
+        let conv = emb.pp("patch_embedding").get("weight", &[h, c, p, p])?;
+        let pos = emb
+            .pp("position_embedding")
+            .get("weight", &[cfg.num_positions(), h])?;
+        Ok(Self {
+            class_embedding: ctx
+                .upload("class_embedding", &emb.get("class_embedding", &[h])?)
+                .await?,
+            patch_embedding: GpuLinear {
+                w: ctx.upload("patch_embedding.weight", &conv).await?,
+                b: None,
+                in_dim: c * p * p,
+                out_dim: h,
+            },
+            position_embedding: ctx.upload("vision position_embedding", &pos).await?,
+            pre_layrnorm: GpuNorm::load(ctx, &vb.pp("pre_layrnorm"), h, cfg.layer_norm_eps).await?,
+            encoder: GpuEncoder::load(ctx, &vb.pp("encoder"), encoder_shape_vision(cfg)).await?,
+            post_layernorm: GpuNorm::load(ctx, &vb.pp("post_layernorm"), h, cfg.layer_norm_eps)
+                .await?,
+            projection: GpuLinear::load(ctx, projection, (h, proj_dim), false).await?,
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// Images per submission: as many as fit one storage binding, at most `cap`.
+    pub(crate) fn chunk(&self, ctx: &GpuContext, cap: usize) -> usize {
+        let tokens = self.cfg.num_positions();
+        let mut n = cap.max(1);
+        while n > 1 && self.encoder.check_rows(ctx, n * tokens).is_err() {
+            n /= 2;
+        }
+        n
+    }
+
+    /// Records the tower for `n` images already in `pixels`; the projected
+    /// embeddings `[n, proj]` land in the returned buffer.
+    pub(crate) async fn record(
+        &self,
+        ctx: &GpuContext,
+        ws: &mut Workspace,
+        pixels: &wgpu::Buffer,
+        n: usize,
+        out: &mut Vec<Dispatch>,
+    ) -> Result<wgpu::Buffer, GpuError> {
+        let (h, tokens) = (self.cfg.hidden_size, self.cfg.num_positions());
+        let shape = PatchShape {
+            channels: self.cfg.num_channels,
+            size: self.cfg.image_size,
+            patch: self.cfg.patch_size,
+        };
+        let patches_n = n * (tokens - 1);
+        self.encoder.check_rows(ctx, n * tokens)?;
+        let patches = ws
+            .get(ctx, "patches", patches_n * self.patch_embedding.in_dim)
+            .await?;
+        let projected = ws.get(ctx, "projected patches", patches_n * h).await?;
+        let x = ws.get(ctx, "hidden", n * tokens * h).await?;
+        let normed = ws.get(ctx, "normed", n * tokens * h).await?;
+        out.push(im2col(ctx, shape, n, pixels, &patches).await?);
+        out.push(
+            self.patch_embedding
+                .record(ctx, &patches, patches_n, &projected, false)
+                .await?,
+        );
+        let inputs = [&projected, &self.class_embedding, &self.position_embedding];
+        out.push(patch_tokens(ctx, n, tokens, h, inputs, &normed).await?);
+        out.push(
+            self.pre_layrnorm
+                .record(ctx, &normed, n * tokens, None, &x)
+                .await?,
+        );
+        let seqs: Vec<Range<usize>> = (0..n).map(|i| i * tokens..(i + 1) * tokens).collect();
+        let packed = Packed {
+            rows: n * tokens,
+            seqs: &seqs,
+            causal: false,
+        };
+        self.encoder.record(ctx, ws, &x, &packed, out).await?;
+        let class_rows: Vec<u32> = (0..n).map(|i| (i * tokens) as u32).collect();
+        let gather = ws.u32s(ctx, "pooled rows", &class_rows).await?;
+        let pooled = ws.get(ctx, "pooled", n * h).await?;
+        out.push(
+            self.post_layernorm
+                .record(ctx, &x, n, Some(&gather), &pooled)
+                .await?,
+        );
+        let emb = ws
+            .get(ctx, "image embeddings", n * self.projection.out_dim)
+            .await?;
+        out.push(self.projection.record(ctx, &pooled, n, &emb, false).await?);
+        Ok(emb)
+    }
+
+    /// Values per image.
+    pub(crate) fn pixels_per_image(&self) -> usize {
+        self.cfg.num_channels * self.cfg.image_size * self.cfg.image_size
+    }
+}
+
+fn encoder_shape_vision(cfg: &VisionConfig) -> EncoderShape {
+    EncoderShape {
+        hidden: cfg.hidden_size,
+        intermediate: cfg.intermediate_size,
+        layers: cfg.num_hidden_layers,
+        heads: cfg.num_attention_heads,
+        act: cfg.hidden_act,
+        eps: cfg.layer_norm_eps,
+    }
+}
+
+/// `text_model` plus `text_projection` on the device. The token embedding
+/// table stays in host memory: CLIP's 49,408 x 768 f32 table exceeds the
+/// 128 MiB binding limit browsers grant, and a lookup needs only the rows
+/// of the tokens at hand, which are gathered and uploaded per call.
+pub(crate) struct GpuText {
+    token_embedding: Vec<f32>,
+    position_embedding: Vec<f32>,
+    encoder: GpuEncoder,
+    final_layer_norm: GpuNorm,
+    projection: GpuLinear,
+    cfg: TextConfig,
+}
+
+impl GpuText {
+    pub(crate) async fn load(
+        ctx: &GpuContext,
+        vb: &VarBuilder<'_, '_>,
+        cfg: &TextConfig,
+        projection: &VarBuilder<'_, '_>,
+        proj_dim: usize,
+    ) -> Result<Self, GpuError> {
+        let emb = vb.pp("embeddings");
+        let h = cfg.hidden_size;
+        let shape = EncoderShape {
+            hidden: h,
+            intermediate: cfg.intermediate_size,
+            layers: cfg.num_hidden_layers,
+            heads: cfg.num_attention_heads,
+            act: cfg.hidden_act,
+            eps: cfg.layer_norm_eps,
+        };
+        Ok(Self {
+            token_embedding: emb
+                .pp("token_embedding")
+                .get("weight", &[cfg.vocab_size, h])?,
+            position_embedding: emb
+                .pp("position_embedding")
+                .get("weight", &[cfg.max_position_embeddings, h])?,
+            encoder: GpuEncoder::load(ctx, &vb.pp("encoder"), shape).await?,
+            final_layer_norm: GpuNorm::load(ctx, &vb.pp("final_layer_norm"), h, cfg.layer_norm_eps)
+                .await?,
+            projection: GpuLinear::load(ctx, projection, (h, proj_dim), false).await?,
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// Token + position embeddings of checked sequences, stacked.
+    fn embed(&self, texts: &[&[u32]]) -> Vec<f32> {
+        let h = self.cfg.hidden_size;
+        let mut x = Vec::with_capacity(texts.iter().map(|t| t.len()).sum::<usize>() * h);
+        for ids in texts {
+            for (pos, &id) in ids.iter().enumerate() {
+                let tok = &self.token_embedding[id as usize * h..][..h];
+                let posv = &self.position_embedding[pos * h..][..h];
+                x.extend(tok.iter().zip(posv).map(|(t, p)| t + p));
+            }
+        }
+        x
+    }
+
+    /// Records the tower for checked token sequences; the projected
+    /// embeddings `[texts.len(), proj]` land in the returned buffer.
+    pub(crate) async fn record(
+        &self,
+        ctx: &GpuContext,
+        ws: &mut Workspace,
+        texts: &[&[u32]],
+        out: &mut Vec<Dispatch>,
+    ) -> Result<wgpu::Buffer, GpuError> {
+        let h = self.cfg.hidden_size;
+        let mut seqs = Vec::with_capacity(texts.len());
+        let mut pooled_rows = Vec::with_capacity(texts.len());
+        let mut start = 0;
+        for ids in texts {
+            seqs.push(start..start + ids.len());
+            let pos = super::pool_position(ids, self.cfg.pooling());
+            pooled_rows.push(super::kernels::u32_of(start + pos, "pooled row")?);
+            start += ids.len();
+        }
+        self.encoder.check_rows(ctx, start)?;
+        let x = ws.get(ctx, "hidden", start * h).await?;
+        ctx.write(&x, &self.embed(texts));
+        let packed = Packed {
+            rows: start,
+            seqs: &seqs,
+            causal: true,
+        };
+        self.encoder.record(ctx, ws, &x, &packed, out).await?;
+        let gather = ws.u32s(ctx, "pooled rows", &pooled_rows).await?;
+        let pooled = ws.get(ctx, "pooled", texts.len() * h).await?;
+        out.push(
+            self.final_layer_norm
+                .record(ctx, &x, texts.len(), Some(&gather), &pooled)
+                .await?,
+        );
+        let emb = ws
+            .get(
+                ctx,
+                "text embeddings",
+                texts.len() * self.projection.out_dim,
+            )
+            .await?;
+        out.push(
+            self.projection
+                .record(ctx, &pooled, texts.len(), &emb, false)
+                .await?,
+        );
+        Ok(emb)
+    }
+
+    /// Rows of text per submission that fit one storage binding.
+    pub(crate) fn fits(&self, ctx: &GpuContext, rows: usize) -> bool {
+        self.encoder.check_rows(ctx, rows).is_ok()
+    }
+}

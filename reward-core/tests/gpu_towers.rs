@@ -1,0 +1,224 @@
+//! The GPU towers and scoring against the CPU path on the tiny fixture
+//! checkpoints (feature `gpu`): f32 within 1e-4 and f16 within 1e-2 of the
+//! largest reference magnitude. Runs on Mesa's lavapipe in CI.
+#![cfg(feature = "gpu")]
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use reward_core::clip::{ClipModel, Embeddings};
+use reward_core::gpu::{GpuClipModel, GpuContext, GpuError, GpuOptions, Precision};
+
+const MODELS: &[&str] = &[
+    "tiny-quickgelu",
+    "tiny-eos-a",
+    "tiny-gelu-legacy-sharded",
+    "tiny-quickgelu-f16",
+];
+
+const TEXTS: &[&str] = &[
+    "a photo of a cat",
+    "dog",
+    "",
+    "a very long caption that keeps going and going with many many words so that it is cut \
+     at the seventy seven token window of the text tower, which the cpu path also does, and \
+     then some more words about bicycles, umbrellas, giraffes and pizza to be sure of it",
+];
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/clip")
+        .join(name)
+}
+
+/// One context per precision for the whole binary; `None` to skip.
+fn context(precision: Precision) -> Option<&'static GpuContext> {
+    static F32: OnceLock<Option<GpuContext>> = OnceLock::new();
+    static F16: OnceLock<Option<GpuContext>> = OnceLock::new();
+    let cell = if precision == Precision::F32 {
+        &F32
+    } else {
+        &F16
+    };
+    cell.get_or_init(|| {
+        let options = GpuOptions {
+            precision: Some(precision),
+            ..GpuOptions::default()
+        };
+        match GpuContext::new(&options) {
+            Ok(c) => Some(c),
+            Err(e) if precision == Precision::F16 => {
+                eprintln!("skipping f16: {e}");
+                None
+            }
+            Err(e) if std::env::var_os("FISAO_SKIP_GPU_TESTS").is_some() => {
+                eprintln!("skipping GPU tests: {e}");
+                None
+            }
+            Err(e) => panic!("{e} (install mesa-vulkan-drivers, or set FISAO_SKIP_GPU_TESTS=1)"),
+        }
+    })
+    .as_ref()
+}
+
+fn contexts() -> Vec<(&'static GpuContext, f32)> {
+    [(Precision::F32, 1e-4), (Precision::F16, 1e-2)]
+        .into_iter()
+        .filter_map(|(p, tol)| context(p).map(|c| (c, tol)))
+        .collect()
+}
+
+fn assert_close(got: &Embeddings, want: &Embeddings, tol: f32, what: &str) {
+    assert_eq!(
+        (got.rows(), got.dim()),
+        (want.rows(), want.dim()),
+        "{what}: shape"
+    );
+    let scale = want
+        .as_slice()
+        .iter()
+        .fold(0.0f32, |m, v| m.max(v.abs()))
+        .max(1e-6);
+    let err = got
+        .as_slice()
+        .iter()
+        .zip(want.as_slice())
+        .map(|(g, w)| (g - w).abs())
+        .fold(
+            0.0f32,
+            |m, e| if e.is_nan() { f32::INFINITY } else { m.max(e) },
+        );
+    assert!(
+        err <= tol * scale,
+        "{what}: max error {err} > {tol} x {scale}"
+    );
+}
+
+/// Deterministic pixel values in roughly the normalised range.
+fn pixels(len: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(12345);
+    (0..len)
+        .map(|_| {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (s >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
+        })
+        .collect()
+}
+
+#[test]
+fn towers_and_scores_match_the_cpu_path() {
+    for name in MODELS {
+        let cpu = ClipModel::load(&fixture(name)).expect("cpu model");
+        let v = &cpu.config().vision_config;
+        let n = 3;
+        let px = pixels(n * v.num_channels * v.image_size * v.image_size, 7);
+        let cpu_images = cpu.embed_images(&px, n).expect("cpu images");
+        let cpu_texts = cpu.embed_texts(TEXTS).expect("cpu texts");
+        let cpu_logits = cpu
+            .logits_per_image(&cpu_images, &cpu_texts.embeddings)
+            .unwrap();
+        for (ctx, tol) in contexts() {
+            let what = |part: &str| format!("{name} {:?} {part}", ctx.precision());
+            let gpu = GpuClipModel::load(ctx, &fixture(name)).expect("gpu model");
+            assert_eq!(gpu.logit_scale(), cpu.logit_scale());
+            let images = gpu.embed_images(ctx, &px, n).expect("gpu images");
+            assert_close(&images, &cpu_images, tol, &what("image embeddings"));
+            let texts = gpu.embed_texts(ctx, TEXTS).expect("gpu texts");
+            assert_eq!(texts.truncated, cpu_texts.truncated);
+            assert_eq!(texts.token_counts, cpu_texts.token_counts);
+            assert_close(
+                &texts.embeddings,
+                &cpu_texts.embeddings,
+                tol,
+                &what("text embeddings"),
+            );
+            // Logits are scaled by 100: compare relative to their range too.
+            let logits = gpu
+                .logits_per_image(ctx, &cpu_images, &cpu_texts.embeddings)
+                .unwrap();
+            assert_close(&logits, &cpu_logits, tol, &what("logits_per_image"));
+            let fused = gpu
+                .score_images(ctx, &px, n, &cpu_texts.embeddings)
+                .unwrap();
+            assert_close(&fused, &cpu_logits, tol, &what("score_images"));
+            // A second call reuses the cached pipelines and buffers.
+            let again = gpu
+                .embed_images(ctx, &px[..v.num_channels * v.image_size * v.image_size], 1)
+                .unwrap();
+            assert_close(
+                &again,
+                &Embeddings::new(cpu_images.row(0).to_vec(), 1, cpu_images.dim()).unwrap(),
+                tol,
+                &what("again"),
+            );
+        }
+    }
+}
+
+#[test]
+fn many_images_span_several_submissions() {
+    let Some(ctx) = context(Precision::F32) else {
+        return;
+    };
+    let cpu = ClipModel::load(&fixture("tiny-quickgelu")).unwrap();
+    let gpu = GpuClipModel::load(ctx, &fixture("tiny-quickgelu")).unwrap();
+    let v = &cpu.config().vision_config;
+    let n = 37; // more than one 32-image chunk
+    let px = pixels(n * v.num_channels * v.image_size * v.image_size, 9);
+    let want = cpu.embed_images(&px, n).unwrap();
+    let got = gpu.embed_images(ctx, &px, n).unwrap();
+    assert_close(&got, &want, 1e-4, "37 images");
+}
+
+#[test]
+fn bad_inputs_are_errors_naming_the_problem() {
+    let Some(ctx) = context(Precision::F32) else {
+        return;
+    };
+    let gpu = GpuClipModel::load(ctx, &fixture("tiny-quickgelu")).unwrap();
+    let err = gpu.embed_images(ctx, &[0.0; 10], 1).unwrap_err();
+    assert!(
+        matches!(&err, GpuError::Input(m) if m.contains("pixel_values has 10 values")),
+        "{err}"
+    );
+    let mut long = gpu.tokenize("cat").unwrap();
+    long.ids = vec![1; 78];
+    let err = gpu.embed_tokens(ctx, &[long]).unwrap_err();
+    assert!(err.to_string().contains("78 tokens"), "{err}");
+    let a = Embeddings::new(vec![1.0; 4], 1, 4).unwrap();
+    let b = Embeddings::new(vec![1.0; 3], 1, 3).unwrap();
+    assert!(
+        gpu.logits_per_image(ctx, &a, &b)
+            .unwrap_err()
+            .to_string()
+            .contains("differs")
+    );
+    let missing = GpuClipModel::load(ctx, &fixture("no-such-model"))
+        .err()
+        .expect("missing dir");
+    assert!(missing.to_string().contains("no-such-model"), "{missing}");
+}
+
+#[test]
+fn verifier_picks_the_backend_and_agrees() {
+    use reward_core::gpu::{Backend, Verifier};
+    assert!(
+        "tpu"
+            .parse::<Backend>()
+            .unwrap_err()
+            .to_string()
+            .contains("cpu, gpu or auto")
+    );
+    let dir = fixture("tiny-quickgelu");
+    let cpu = Verifier::load(&dir, "cpu".parse().unwrap()).unwrap();
+    assert_eq!(cpu.describe(), "cpu");
+    if context(Precision::F32).is_none() {
+        return;
+    }
+    let auto = Verifier::load(&dir, Backend::Auto).unwrap();
+    assert!(auto.describe().starts_with("gpu ("), "{}", auto.describe());
+    let want = cpu.embed_texts(&["a cat"]).unwrap().embeddings;
+    let got = auto.embed_texts(&["a cat"]).unwrap().embeddings;
+    // Auto takes the adapter's best precision (f16 on lavapipe).
+    assert_close(&got, &want, 1e-2, "verifier texts");
+}
