@@ -83,15 +83,15 @@ fn similarity(hyp: &Vector<'_>, re: &Vector<'_>) -> [f64; 4] {
     let delta = hyp.length - re.length;
     let penalty = libm::exp(-(delta * delta) / (2.0 * SIGMA * SIGMA));
     let mut val = [0.0f64; 4];
-    for n in 0..4 {
+    for (n, v) in val.iter_mut().enumerate() {
         for (g, &w) in &hyp.weights[n] {
             let r = re.weights[n].get(g).copied().unwrap_or(0.0);
-            val[n] += w.min(r) * r;
+            *v += w.min(r) * r;
         }
         if hyp.norms[n] != 0.0 && re.norms[n] != 0.0 {
-            val[n] /= hyp.norms[n] * re.norms[n];
+            *v /= hyp.norms[n] * re.norms[n];
         }
-        val[n] *= penalty;
+        *v *= penalty;
     }
     val
 }

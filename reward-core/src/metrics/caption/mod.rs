@@ -126,7 +126,7 @@ pub fn evaluate(items: &[CaptionItem]) -> Result<CaptionReport, EvalError> {
     Ok(score_tokenized(items, &cand, &refs))
 }
 
-fn split(s: &String) -> Vec<&str> {
+fn split(s: &str) -> Vec<&str> {
     s.split_whitespace().collect()
 }
 
@@ -135,7 +135,7 @@ fn score_tokenized(items: &[CaptionItem], cand: &[String], refs: &[Vec<String>])
     let mut stats = Vec::with_capacity(items.len());
     let mut cider_items = Vec::with_capacity(items.len());
     for (c, rs) in cand.iter().zip(refs) {
-        let r: Vec<Vec<&str>> = rs.iter().map(split).collect();
+        let r: Vec<Vec<&str>> = rs.iter().map(|r| split(r)).collect();
         stats.push(bleu::stats(&split(c), &r));
         cider_items.push((split(c), r));
     }

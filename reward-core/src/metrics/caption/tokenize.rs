@@ -57,8 +57,7 @@ pub fn split_chunk(chunk: &str) -> Vec<String> {
     let mut tail = Vec::new();
     let mut word = chunk;
     // Opening punctuation.
-    loop {
-        let Some(c) = word.chars().next() else { break };
+    while let Some(c) = word.chars().next() {
         let tok = match c {
             '"' => "``",
             '(' => "-lrb-",
@@ -79,10 +78,7 @@ pub fn split_chunk(chunk: &str) -> Vec<String> {
         word = &word[c.len_utf8()..];
     }
     // Closing punctuation, collected right to left.
-    loop {
-        let Some(c) = word.chars().next_back() else {
-            break;
-        };
+    while let Some(c) = word.chars().next_back() {
         let end = word.len() - c.len_utf8();
         match c {
             '"' => tail.push(String::from("''")),
