@@ -332,3 +332,23 @@ fn documented_differences_hold() {
         assert_eq!(objects(&fixed, text), want_fixed, "fixed: {text}");
     }
 }
+
+/// Fixed mode knows all 80 COCO categories (through the vocabulary's COCO ids)
+/// and names each by itself.
+#[test]
+fn fixed_mode_covers_every_coco_category() {
+    let fixed = ChairEvaluator::new(ChairMode::Fixed).unwrap();
+    assert_eq!(fixed.categories().len(), 80);
+    let missing: Vec<&str> = fixed
+        .categories()
+        .iter()
+        .copied()
+        .filter(|name| {
+            !fixed
+                .mentions(&format!("There is a {name} here."))
+                .iter()
+                .any(|m| m.object == *name)
+        })
+        .collect();
+    assert!(missing.is_empty(), "not found by name: {missing:?}");
+}

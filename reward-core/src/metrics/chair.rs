@@ -40,6 +40,7 @@ use super::error::{EvalError, EvalErrorKind};
 
 const SYNONYMS_TSV: &str = include_str!("../../../data/chair/chair_synonyms.tsv");
 const DOUBLE_WORDS_TSV: &str = include_str!("../../../data/chair/chair_double_words.tsv");
+const COCO_TSV: &str = include_str!("../../../data/chair/coco_categories.tsv");
 
 /// Which CHAIR implementation to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -168,6 +169,8 @@ pub struct ChairReport {
 pub(crate) struct ChairTables {
     /// The 80 COCO categories (node words) in COCO id order.
     pub coco: Vec<&'static str>,
+    /// Their COCO ids (1..90 with gaps), same order.
+    pub coco_ids: Vec<u16>,
     /// Surface word exactly as chair.py keys it (stray spaces kept) -> category index.
     pub synonyms: BTreeMap<&'static str, u8>,
     /// Bigram -> replacement.
@@ -200,8 +203,27 @@ impl ChairTables {
             };
             double_words.insert(bigram, replacement);
         }
+        let mut coco_ids = Vec::with_capacity(80);
+        for (n, line) in COCO_TSV.lines().enumerate().skip(1) {
+            let cols: Vec<&str> = line.split('\t').collect();
+            let (Some(id), Some(name)) = (cols.get(1), cols.get(2)) else {
+                return Err(table_error("coco_categories.tsv", n + 1));
+            };
+            let id: u16 = id
+                .parse()
+                .map_err(|_| table_error("coco_categories.tsv", n + 1))?;
+            // Same order as chair.py's synonyms.txt (COCO id order).
+            if coco.get(coco_ids.len()) != Some(name) {
+                return Err(table_error("coco_categories.tsv", n + 1));
+            }
+            coco_ids.push(id);
+        }
+        if coco_ids.len() != coco.len() {
+            return Err(table_error("coco_categories.tsv", coco_ids.len() + 2));
+        }
         Ok(Self {
             coco,
+            coco_ids,
             synonyms,
             double_words,
         })

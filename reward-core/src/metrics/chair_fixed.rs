@@ -153,20 +153,20 @@ impl FixedExtractor {
     }
 }
 
-/// For each entity of `vocab`, its COCO category: by canonical name, or
-/// (for a COCO name the vocabulary keeps as a form of another name) by lookup.
+/// For each entity of `vocab`, its COCO category: from the vocabulary's COCO
+/// id, else by canonical name (for a vocabulary built without ids).
 fn coco_categories(tables: &ChairTables, vocab: &Vocabulary) -> Vec<Option<u8>> {
-    let mut out: Vec<Option<u8>> = vocab.entities().map(|e| tables.category(e)).collect();
-    for (cat, name) in tables.coco.iter().enumerate() {
-        if out.contains(&Some(cat as u8)) {
-            continue;
-        }
-        let slot = vocab.lookup(name).and_then(|id| out.get_mut(id.0 as usize));
-        if let Some(slot @ None) = slot {
-            *slot = Some(cat as u8);
-        }
-    }
-    out
+    (0..vocab.num_entities())
+        .map(|i| {
+            let id = EntityId(i as u16);
+            let by_id = vocab
+                .coco_id(id)
+                .and_then(|c| tables.coco_ids.iter().position(|&k| k == c));
+            by_id
+                .map(|p| p as u8)
+                .or_else(|| vocab.entity_name(id).and_then(|n| tables.category(n)))
+        })
+        .collect()
 }
 
 /// Only white space (or a hyphen) between two mentions.
