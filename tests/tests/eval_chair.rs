@@ -352,3 +352,23 @@ fn fixed_mode_covers_every_coco_category() {
         .collect();
     assert!(missing.is_empty(), "not found by name: {missing:?}");
 }
+
+/// The report serialises (what `fisao eval chair --json` prints).
+#[test]
+fn report_serialises_to_json() {
+    let report = evaluate(
+        &fixture_captions(),
+        &fixture_annotations(),
+        ChairMode::Fixed,
+    )
+    .unwrap();
+    let v: Value = serde_json::from_str(&serde_json::to_string(&report).unwrap()).unwrap();
+    assert_eq!(v["mode"], "fixed");
+    assert_eq!(v["n_captions"], 16);
+    let first = &v["captions"][0]["mentions"][0];
+    assert!(
+        first["word"].is_string()
+            && first["object"].is_string()
+            && first["hallucinated"].is_boolean()
+    );
+}
