@@ -137,6 +137,12 @@ fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     }
 }
 
+/// 4% room on both sides so points on the extremes stay inside the frame.
+fn padded((lo, hi): (f64, f64)) -> (f64, f64) {
+    let pad = (hi - lo) * 0.04;
+    (lo - pad, hi + pad)
+}
+
 fn histogram(s: &mut String, title: &str, x_label: &str, series: &[Series], bins: usize) {
     let (lo, hi) = range(series.iter().flat_map(|x| x.values.iter().copied()));
     let width = (hi - lo) / bins as f64;
@@ -193,8 +199,8 @@ fn histogram(s: &mut String, title: &str, x_label: &str, series: &[Series], bins
 }
 
 fn scatter(s: &mut String, title: &str, x_label: &str, y_label: &str, points: &[(f64, f64)]) {
-    let (x0, x1) = range(points.iter().map(|p| p.0));
-    let (y0, y1) = range(points.iter().map(|p| p.1));
+    let (x0, x1) = padded(range(points.iter().map(|p| p.0)));
+    let (y0, y1) = padded(range(points.iter().map(|p| p.1)));
     let f = Frame { x0, x1, y0, y1 };
     axes(s, &f, title, x_label, y_label);
     let _ = writeln!(
@@ -237,7 +243,7 @@ fn axes(s: &mut String, f: &Frame, title: &str, x_label: &str, y_label: &str) {
             "<line x1=\"{x:.2}\" y1=\"{by}\" x2=\"{x:.2}\" y2=\"{}\" stroke=\"black\"/><text x=\"{x:.2}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
             by + 5.0,
             by + 18.0,
-            tick(xv)
+            tick(xv, f.x1 - f.x0)
         );
         let _ = writeln!(
             s,
@@ -245,7 +251,7 @@ fn axes(s: &mut String, f: &Frame, title: &str, x_label: &str, y_label: &str) {
             bx - 5.0,
             bx - 8.0,
             y + 4.0,
-            tick(yv)
+            tick(yv, f.y1 - f.y0)
         );
     }
     let _ = writeln!(
@@ -267,21 +273,28 @@ fn legend(s: &mut String, k: usize, label: &str, colour: &str) {
     let (x, y) = (PANEL_W - MARGIN_R - 170.0, MARGIN_T + 6.0 + 18.0 * k as f64);
     let _ = writeln!(
         s,
-        "<g class=\"legend\"><rect x=\"{x}\" y=\"{y}\" width=\"12\" height=\"12\" fill=\"{colour}\" fill-opacity=\"0.45\" stroke=\"{colour}\"/><text x=\"{}\" y=\"{}\">{}</text></g>",
+        "<g class=\"legend\"><rect x=\"{}\" y=\"{}\" width=\"176\" height=\"17\" fill=\"white\" fill-opacity=\"0.85\"/><rect x=\"{x}\" y=\"{y}\" width=\"12\" height=\"12\" fill=\"{colour}\" fill-opacity=\"0.45\" stroke=\"{colour}\"/><text x=\"{}\" y=\"{}\">{}</text></g>",
+        x - 3.0,
+        y - 2.5,
         x + 18.0,
         y + 10.5,
         escape(label)
     );
 }
 
-fn tick(v: f64) -> String {
-    let a = libm::fabs(v);
-    if a != 0.0 && !(0.01..10000.0).contains(&a) {
-        format!("{v:.1e}")
-    } else if a >= 100.0 {
-        format!("{v:.0}")
+/// A tick label with as many decimals as the axis span needs.
+fn tick(v: f64, span: f64) -> String {
+    if libm::fabs(v) >= 1e5 {
+        return format!("{v:.1e}");
+    }
+    let digits = 2.0 - libm::floor(libm::log10(span.max(1e-12)));
+    let decimals = digits.clamp(0.0, 6.0) as usize;
+    let text = format!("{v:.decimals$}");
+    // "-0.00" reads as a different number from "0.00".
+    if text.starts_with('-') && text[1..].chars().all(|c| c == '0' || c == '.') {
+        String::from(&text[1..])
     } else {
-        format!("{v:.2}")
+        text
     }
 }
 
