@@ -372,3 +372,34 @@ fn report_serialises_to_json() {
             && first["hallucinated"].is_boolean()
     );
 }
+
+/// Library code never panics on odd text: random strings over a nasty
+/// alphabet through both CHAIR modes, the NLTK and PTB tokenizers and POPE.
+#[test]
+fn no_panics_on_arbitrary_text() {
+    use reward_core::metrics::caption::tokenize::ptb_tokenize;
+    use reward_core::metrics::pope::{AnswerParsing, parse_answer};
+    let alphabet: Vec<char> = "ab zDOG.,;:!?'\"`()[]{}<>-–—…’“”«»$%#&*/\\\n\t0123456789 İßé🐕_~^@"
+        .chars()
+        .collect();
+    let reference = ChairEvaluator::new(ChairMode::Reference).unwrap();
+    let fixed = ChairEvaluator::new(ChairMode::Fixed).unwrap();
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    for _ in 0..500 {
+        let len = (state >> 59) as usize + 1;
+        let text: String = (0..len * 2)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                alphabet[(state % alphabet.len() as u64) as usize]
+            })
+            .collect();
+        let _ = reference.mentions(&text);
+        let _ = fixed.mentions(&text);
+        let _ = word_tokenize(&text);
+        let _ = ptb_tokenize(&text);
+        let _ = singularize(&text);
+        let _ = parse_answer(&text, AnswerParsing::Robust);
+    }
+}
