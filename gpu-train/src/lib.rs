@@ -5,4 +5,5 @@
 //! works today.
 
 pub mod device;
+pub mod llava;
 pub mod world;
