@@ -59,23 +59,28 @@ impl CocoAnnotations {
 
     /// Adds a COCO `instances_*.json` document (`images`, `annotations`
     /// with `image_id` and `category_id`, `categories` with `id` and `name`).
-    /// `file` names the source in errors.
+    /// `file` names the source in errors. Other fields (segmentations,
+    /// boxes) are skipped without being kept in memory.
     #[cfg(feature = "serde")]
     pub fn add_instances_json(&mut self, file: &str, json: &str) -> Result<(), EvalError> {
         let doc = parse_doc(file, json)?;
         self.add_images(file, &doc)?;
         let mut names = BTreeMap::new();
-        for (i, cat) in array(file, &doc, "categories")?.iter().enumerate() {
+        for (i, cat) in required(file, doc.categories, "categories")?
+            .into_iter()
+            .enumerate()
+        {
             let what = format!("categories[{i}]");
-            names.insert(
-                uint(file, &what, cat, "id")?,
-                string(file, &what, cat, "name")?,
-            );
+            let id = field(file, &what, cat.id, "id")?;
+            names.insert(id, field(file, &what, cat.name, "name")?);
         }
-        for (i, ann) in array(file, &doc, "annotations")?.iter().enumerate() {
+        for (i, ann) in required(file, doc.annotations, "annotations")?
+            .into_iter()
+            .enumerate()
+        {
             let what = format!("annotations[{i}]");
-            let image = uint(file, &what, ann, "image_id")?;
-            let cat = uint(file, &what, ann, "category_id")?;
+            let image = field(file, &what, ann.image_id, "image_id")?;
+            let cat = field(file, &what, ann.category_id, "category_id")?;
             let name = names.get(&cat).ok_or_else(|| {
                 parse_error(
                     file,
@@ -94,25 +99,23 @@ impl CocoAnnotations {
     pub fn add_captions_json(&mut self, file: &str, json: &str) -> Result<(), EvalError> {
         let doc = parse_doc(file, json)?;
         self.add_images(file, &doc)?;
-        for (i, ann) in array(file, &doc, "annotations")?.iter().enumerate() {
+        for (i, ann) in required(file, doc.annotations, "annotations")?
+            .into_iter()
+            .enumerate()
+        {
             let what = format!("annotations[{i}]");
-            let image = uint(file, &what, ann, "image_id")?;
-            let text = string(file, &what, ann, "caption")?;
-            self.add_caption(image, text);
+            let image = field(file, &what, ann.image_id, "image_id")?;
+            let text = field(file, &what, ann.caption, "caption")?;
+            self.add_caption(image, &text);
         }
         Ok(())
     }
 
     #[cfg(feature = "serde")]
-    fn add_images(&mut self, file: &str, doc: &serde_json::Value) -> Result<(), EvalError> {
+    fn add_images(&mut self, file: &str, doc: &CocoDoc) -> Result<(), EvalError> {
         // `images` is optional: annotations alone also declare their images.
-        if let Some(images) = doc.get("images") {
-            let images = images
-                .as_array()
-                .ok_or_else(|| parse_error(file, "\"images\"", "expected an array"))?;
-            for (i, img) in images.iter().enumerate() {
-                self.add_image(uint(file, &format!("images[{i}]"), img, "id")?);
-            }
+        for (i, img) in doc.images.iter().flatten().enumerate() {
+            self.add_image(field(file, &format!("images[{i}]"), img.id, "id")?);
         }
         Ok(())
     }
@@ -196,25 +199,55 @@ pub(crate) fn image_id(file: &str, what: &str, v: &serde_json::Value) -> Result<
     }
 }
 
+/// The parts of a COCO annotation file CHAIR and the caption metrics read.
+/// Fields are optional here so that a missing one is reported with its index.
 #[cfg(feature = "serde")]
-fn parse_doc(file: &str, json: &str) -> Result<serde_json::Value, EvalError> {
-    let doc: serde_json::Value = serde_json::from_str(json)
-        .map_err(|e| EvalError::new(EvalErrorKind::Parse, format!("{file}: invalid JSON: {e}")))?;
-    if !doc.is_object() {
-        return Err(parse_error(file, "top level", "expected a JSON object"));
-    }
-    Ok(doc)
+#[derive(serde::Deserialize)]
+struct CocoDoc {
+    images: Option<Vec<CocoImage>>,
+    annotations: Option<Vec<CocoAnnotation>>,
+    categories: Option<Vec<CocoCategory>>,
 }
 
 #[cfg(feature = "serde")]
-fn array<'v>(
-    file: &str,
-    doc: &'v serde_json::Value,
-    key: &str,
-) -> Result<&'v Vec<serde_json::Value>, EvalError> {
-    doc.get(key)
-        .and_then(|v| v.as_array())
-        .ok_or_else(|| parse_error(file, "top level", &format!("missing array {key:?}")))
+#[derive(serde::Deserialize)]
+struct CocoImage {
+    id: Option<u64>,
+}
+
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+struct CocoAnnotation {
+    image_id: Option<u64>,
+    category_id: Option<u64>,
+    caption: Option<String>,
+}
+
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+struct CocoCategory {
+    id: Option<u64>,
+    name: Option<String>,
+}
+
+#[cfg(feature = "serde")]
+fn parse_doc(file: &str, json: &str) -> Result<CocoDoc, EvalError> {
+    serde_json::from_str(json).map_err(|e| {
+        EvalError::new(
+            EvalErrorKind::Parse,
+            format!("{file}: not a COCO annotation file: {e}"),
+        )
+    })
+}
+
+#[cfg(feature = "serde")]
+fn required<T>(file: &str, v: Option<T>, key: &str) -> Result<T, EvalError> {
+    v.ok_or_else(|| parse_error(file, "top level", &format!("missing array {key:?}")))
+}
+
+#[cfg(feature = "serde")]
+fn field<T>(file: &str, what: &str, v: Option<T>, key: &str) -> Result<T, EvalError> {
+    v.ok_or_else(|| parse_error(file, what, &format!("missing field {key:?}")))
 }
 
 #[cfg(feature = "serde")]
