@@ -7,6 +7,8 @@
 //! metal.
 //!
 //! - [`vocab`]: the expanded entity vocabulary (COCO + LVIS + WordNet), compiled in.
+//! - [`mentions`]: object mentions in text (longest match on word boundaries, byte spans).
+//! - [`align`]: mentions to model tokens from tokenizer offsets (`last` / `spread`).
 //! - [`baseline`]: eq. 7 score statistics, mergeable, saved as `baseline.json`.
 //! - [`reward`]: eq. 8 per-token rewards with the KL penalty.
 //! - [`ppo`]: GAE, whitening and the clipped PPO losses (the trainer's reference).
