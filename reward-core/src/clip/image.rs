@@ -33,6 +33,7 @@ use super::error::ClipError;
 /// OpenAI CLIP's per-channel mean (transformers `OPENAI_CLIP_MEAN`).
 pub const OPENAI_CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 /// OpenAI CLIP's per-channel standard deviation (transformers `OPENAI_CLIP_STD`).
+#[allow(clippy::excessive_precision)] // transformers' literal, kept verbatim
 pub const OPENAI_CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_1];
 
 /// An 8-bit RGB image, row-major, 3 interleaved bytes per pixel.
