@@ -4,6 +4,7 @@
 //! the exit status is 1 for any error, 2 for bad arguments (clap's own).
 
 mod embed;
+mod eval;
 mod output;
 mod score;
 mod setup;
@@ -31,6 +32,9 @@ enum Command {
     Embed(EmbedCommand),
     /// Score the object mentions of a response against an image.
     Score(ScoreArgs),
+    /// Evaluation metrics: CHAIR, POPE, caption metrics, figures.
+    #[command(subcommand)]
+    Eval(eval::EvalCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -137,6 +141,7 @@ pub fn main() -> ExitCode {
             embed::images(&a.model, &a.input, &a.out, a.batch_size)
         }
         Command::Score(a) => score::run(&a, &color),
+        Command::Eval(c) => eval::run(&c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
