@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use gpu_train::trainer::config::{DataConfig, TrainConfig};
 use gpu_train::trainer::data;
-use reward_core::vocab::{Expansion, Vocabulary};
 use reward_core::Matcher;
+use reward_core::vocab::{Expansion, Vocabulary};
 
 fn dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("fisao-data-{name}-{}", std::process::id()));
@@ -27,7 +27,11 @@ fn sample(image: &str, q: &str) -> String {
 fn setup(d: &Path, lines: &[String]) -> DataConfig {
     std::fs::write(d.join("instruct.jsonl"), lines.join("\n") + "\n").unwrap();
     for id in ["000000000001", "000000000002", "000000000003"] {
-        std::fs::write(d.join("images").join(format!("{id}.jpg")), b"not decoded here").unwrap();
+        std::fs::write(
+            d.join("images").join(format!("{id}.jpg")),
+            b"not decoded here",
+        )
+        .unwrap();
     }
     std::fs::write(
         d.join("instances.json"),
@@ -57,15 +61,24 @@ fn vocab() -> (Vocabulary, Matcher) {
 }
 
 #[test]
-fn good_data_and_chair_style_ground_truth() {
+fn trainer_good_data_and_chair_style_ground_truth() {
     let d = dir("good");
-    let cfg = setup(&d, &[sample("000000000001", "What is here?"), sample("000000000002", "Describe.")]);
+    let cfg = setup(
+        &d,
+        &[
+            sample("000000000001", "What is here?"),
+            sample("000000000002", "Describe."),
+        ],
+    );
     let (v, m) = vocab();
     let ds = data::load(&cfg, &v, &m).unwrap();
     assert_eq!(ds.samples.len(), 2);
     assert_eq!(ds.samples[0].prompt, "What is here?");
     assert_eq!(ds.samples[0].image_id, 1);
-    let gt1: Vec<&str> = ds.ground_truth[&1].iter().map(|e| v.entity_name(*e).unwrap()).collect();
+    let gt1: Vec<&str> = ds.ground_truth[&1]
+        .iter()
+        .map(|e| v.entity_name(*e).unwrap())
+        .collect();
     // The instance category plus the caption's objects.
     assert!(gt1.contains(&"dog") && gt1.contains(&"bicycle"), "{gt1:?}");
     assert!(!gt1.contains(&"chair"));
@@ -73,9 +86,13 @@ fn good_data_and_chair_style_ground_truth() {
 }
 
 #[test]
-fn broken_line_names_its_number_or_is_skipped() {
+fn trainer_broken_line_names_its_number_or_is_skipped() {
     let d = dir("broken");
-    let lines = [sample("000000000001", "a"), "{\"id\": 2, \"image\": ".to_string(), sample("000000000002", "b")];
+    let lines = [
+        sample("000000000001", "a"),
+        "{\"id\": 2, \"image\": ".to_string(),
+        sample("000000000002", "b"),
+    ];
     let mut cfg = setup(&d, &lines);
     let (v, m) = vocab();
     let e = format!("{:#}", data::load(&cfg, &v, &m).err().unwrap());
@@ -86,10 +103,14 @@ fn broken_line_names_its_number_or_is_skipped() {
 }
 
 #[test]
-fn json_array_errors_name_line_and_column() {
+fn trainer_json_array_errors_name_line_and_column() {
     let d = dir("array");
     let mut cfg = setup(&d, &[]);
-    std::fs::write(d.join("array.json"), format!("[\n{},\n{{oops}}\n]", sample("000000000001", "a"))).unwrap();
+    std::fs::write(
+        d.join("array.json"),
+        format!("[\n{},\n{{oops}}\n]", sample("000000000001", "a")),
+    )
+    .unwrap();
     cfg.instruct = d.join("array.json");
     let (v, m) = vocab();
     let e = format!("{:#}", data::load(&cfg, &v, &m).err().unwrap());
@@ -97,45 +118,87 @@ fn json_array_errors_name_line_and_column() {
 }
 
 #[test]
-fn missing_image_and_unannotated_image() {
+fn trainer_missing_image_and_unannotated_image() {
     let d = dir("missing");
-    let lines = [sample("000000000001", "a"), sample("000000000009", "b"), sample("000000000003", "c")];
+    let lines = [
+        sample("000000000001", "a"),
+        sample("000000000009", "b"),
+        sample("000000000003", "c"),
+    ];
     let mut cfg = setup(&d, &lines);
     let (v, m) = vocab();
     let e = format!("{:#}", data::load(&cfg, &v, &m).err().unwrap());
-    assert!(e.contains("000000000009.jpg") && e.contains("not found") && e.contains("line 2"), "{e}");
+    assert!(
+        e.contains("000000000009.jpg") && e.contains("not found") && e.contains("line 2"),
+        "{e}"
+    );
     std::fs::write(d.join("images/000000000009.jpg"), b"x").unwrap();
     let e = format!("{:#}", data::load(&cfg, &v, &m).err().unwrap());
-    assert!(e.contains("image id 9") && e.contains("no COCO annotations"), "{e}");
+    assert!(
+        e.contains("image id 9") && e.contains("no COCO annotations"),
+        "{e}"
+    );
     std::fs::remove_file(d.join("images/000000000009.jpg")).unwrap();
     cfg.skip_bad_samples = true;
     let ds = data::load(&cfg, &v, &m).unwrap();
     assert_eq!(ds.samples.len(), 1);
-    assert_eq!((ds.skipped.missing_image, ds.skipped.no_annotations), (1, 1));
+    assert_eq!(
+        (ds.skipped.missing_image, ds.skipped.no_annotations),
+        (1, 1)
+    );
 }
 
 #[test]
-fn config_defaults_ranges_and_unknown_keys() {
+fn trainer_config_defaults_ranges_and_unknown_keys() {
     let c = TrainConfig::default();
-    assert_eq!((c.model.lora_r, c.model.lora_alpha, c.train.learning_rate), (128, 256.0, 5e-7));
-    assert_eq!((c.reward.beta, c.reward.margin, c.ppo.gamma, c.ppo.lam), (0.2, 10.0, 1.0, 0.95));
-    assert_eq!((c.ppo.cliprange, c.ppo.vf_coef, c.ppo.epochs, c.data.max_samples), (0.2, 0.1, 4, 8000));
+    assert_eq!(
+        (c.model.lora_r, c.model.lora_alpha, c.train.learning_rate),
+        (128, 256.0, 5e-7)
+    );
+    assert_eq!(
+        (c.reward.beta, c.reward.margin, c.ppo.gamma, c.ppo.lam),
+        (0.2, 10.0, 1.0, 0.95)
+    );
+    assert_eq!(
+        (
+            c.ppo.cliprange,
+            c.ppo.vf_coef,
+            c.ppo.epochs,
+            c.data.max_samples
+        ),
+        (0.2, 0.1, 4, 8000)
+    );
     // The printed config parses back to itself.
     assert_eq!(TrainConfig::from_toml(&c.to_toml().unwrap()).unwrap(), c);
-    let e = format!("{:#}", TrainConfig::from_toml("[train]\nlearning_rate = -1.0\n").unwrap_err());
+    let e = format!(
+        "{:#}",
+        TrainConfig::from_toml("[train]\nlearning_rate = -1.0\n").unwrap_err()
+    );
     assert!(e.contains("train.learning_rate"), "{e}");
-    let e = format!("{:#}", TrainConfig::from_toml("[train]\nbatch_size = 8\nminibatch_size = 3\n").unwrap_err());
+    let e = format!(
+        "{:#}",
+        TrainConfig::from_toml("[train]\nbatch_size = 8\nminibatch_size = 3\n").unwrap_err()
+    );
     assert!(e.contains("minibatch_size"), "{e}");
-    let e = format!("{:#}", TrainConfig::from_toml("[ppo]\ncliprange = 1.5\n").unwrap_err());
+    let e = format!(
+        "{:#}",
+        TrainConfig::from_toml("[ppo]\ncliprange = 1.5\n").unwrap_err()
+    );
     assert!(e.contains("cliprange"), "{e}");
-    let e = format!("{:#}", TrainConfig::from_toml("[train]\nlearnin_rate = 1e-5\n").unwrap_err());
+    let e = format!(
+        "{:#}",
+        TrainConfig::from_toml("[train]\nlearnin_rate = 1e-5\n").unwrap_err()
+    );
     assert!(e.contains("learnin_rate"), "{e}");
-    let e = format!("{:#}", TrainConfig::from_toml("[reward]\nmode = \"tokens\"\n").unwrap_err());
+    let e = format!(
+        "{:#}",
+        TrainConfig::from_toml("[reward]\nmode = \"tokens\"\n").unwrap_err()
+    );
     assert!(e.contains("tokens"), "{e}");
 }
 
 #[test]
-fn schedule_warms_up_then_decays() {
+fn trainer_schedule_warms_up_then_decays() {
     let mut c = TrainConfig::default();
     c.train.warmup_steps = 4;
     let lr: Vec<f64> = (0..14).map(|s| c.learning_rate(s, 14)).collect();

@@ -43,12 +43,15 @@ fn bools(m: &Tensor) -> Vec<bool> {
 fn close(a: &[f64], b: &[f64], what: &str) {
     assert_eq!(a.len(), b.len(), "{what}: length");
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        assert!((x - y).abs() <= TOL, "{what}[{i}]: tch {x} vs reference {y}");
+        assert!(
+            (x - y).abs() <= TOL,
+            "{what}[{i}]: tch {x} vs reference {y}"
+        );
     }
 }
 
 #[test]
-fn gae_and_whitening_match_reference() {
+fn trainer_gae_and_whitening_match_reference() {
     for seed in 0..5 {
         let (b, t) = (4, 9);
         let (values, rewards, _, _, mask) = inputs(seed, b, t);
@@ -60,60 +63,94 @@ fn gae_and_whitening_match_reference() {
             close(&flat(&adv)[s.clone()], &g.advantages, "advantages");
             close(&flat(&ret)[s.clone()], &g.returns, "returns");
         }
-        let cfg = ppo::PpoConfig { gamma: 0.9, lam: 0.7, ..Default::default() };
-        let (wadv, wret) = losses::batch_advantages(&values, &rewards, &mask, 0.9, 0.7, cfg.whiten_eps).unwrap();
+        let cfg = ppo::PpoConfig {
+            gamma: 0.9,
+            lam: 0.7,
+            ..Default::default()
+        };
+        let (wadv, wret) =
+            losses::batch_advantages(&values, &rewards, &mask, 0.9, 0.7, cfg.whiten_eps).unwrap();
         let reference = ppo::batch_advantages(&cfg, &v, &r, &m, t as usize).unwrap();
         close(&flat(&wadv), &reference.advantages, "whitened advantages");
         close(&flat(&wret), &reference.returns, "batch returns");
         for shift in [true, false] {
             let w = losses::masked_whiten(&rewards, &mask, shift, 1e-8).unwrap();
-            close(&flat(&w), &ppo::masked_whiten(&r, &m, shift, 1e-8).unwrap(), "masked_whiten");
+            close(
+                &flat(&w),
+                &ppo::masked_whiten(&r, &m, shift, 1e-8).unwrap(),
+                "masked_whiten",
+            );
         }
     }
 }
 
 #[test]
-fn policy_and_value_losses_match_reference() {
+fn trainer_policy_and_value_losses_match_reference() {
     for seed in 10..15 {
         let (values, rewards, old, new, mask) = inputs(seed, 3, 11);
         let (m, adv) = (bools(&mask), flat(&rewards));
         let new = new.set_requires_grad(true);
         let p = losses::policy_loss(&new, &old, &rewards, &mask, 0.2).unwrap();
         let r = ppo::policy_loss(&flat(&new), &flat(&old), &adv, &m, 0.2).unwrap();
-        assert!((p.loss.double_value(&[]) - r.loss).abs() <= TOL, "policy loss");
+        assert!(
+            (p.loss.double_value(&[]) - r.loss).abs() <= TOL,
+            "policy loss"
+        );
         assert!((p.clip_frac - r.clip_frac).abs() <= TOL, "clip fraction");
         assert!((p.approx_kl - r.approx_kl).abs() <= TOL, "approx kl");
         assert!((p.ratio_mean - r.ratio_mean).abs() <= TOL, "ratio mean");
-        assert!(r.clip_frac > 0.0 && r.clip_frac < 1.0, "inputs should exercise both branches");
+        assert!(
+            r.clip_frac > 0.0 && r.clip_frac < 1.0,
+            "inputs should exercise both branches"
+        );
         // The loss has a graph back to the new log-probs, none at padding.
         p.loss.backward();
         let g = new.grad();
-        assert_eq!(g.where_self(&mask.logical_not(), &g.zeros_like()).abs().sum(Kind::Double).double_value(&[]), 0.0);
+        assert_eq!(
+            g.where_self(&mask.logical_not(), &g.zeros_like())
+                .abs()
+                .sum(Kind::Double)
+                .double_value(&[]),
+            0.0
+        );
         assert!(g.abs().sum(Kind::Double).double_value(&[]) > 0.0);
 
-        let pred = (&values.nan_to_num(0.0, None, None) + Tensor::randn_like(&values) * 0.4).set_requires_grad(true);
+        let pred = (&values.nan_to_num(0.0, None, None) + Tensor::randn_like(&values) * 0.4)
+            .set_requires_grad(true);
         let vl = losses::value_loss(&pred, &values, &rewards, &mask, 0.2).unwrap();
         let rv = ppo::value_loss(&flat(&pred), &flat(&values), &adv, &m, 0.2).unwrap();
-        assert!((vl.loss.double_value(&[]) - rv.loss).abs() <= TOL, "value loss");
-        assert!((vl.clip_frac - rv.clip_frac).abs() <= TOL, "value clip fraction");
+        assert!(
+            (vl.loss.double_value(&[]) - rv.loss).abs() <= TOL,
+            "value loss"
+        );
+        assert!(
+            (vl.clip_frac - rv.clip_frac).abs() <= TOL,
+            "value clip fraction"
+        );
         assert!(rv.clip_frac > 0.0, "inputs should exercise the value clip");
     }
 }
 
 #[test]
-fn errors_name_the_problem() {
+fn trainer_errors_name_the_problem() {
     let x = Tensor::zeros([2, 3], (Kind::Double, tch::Device::Cpu));
     let empty = Tensor::zeros([2, 3], (Kind::Bool, tch::Device::Cpu));
     let e = losses::masked_mean(&x, &empty).unwrap_err().to_string();
     assert!(e.contains("empty mask"), "{e}");
     let bad = Tensor::zeros([2, 4], (Kind::Bool, tch::Device::Cpu));
-    let e = losses::policy_loss(&x, &x, &x, &bad, 0.2).unwrap_err().to_string();
+    let e = losses::policy_loss(&x, &x, &x, &bad, 0.2)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("new_logprobs") && e.contains("[2, 3]"), "{e}");
     let one = Tensor::from_slice(&[true, false, false, false, false, false]).view([2, 3]);
-    let e = losses::masked_whiten(&x, &one, true, 1e-8).unwrap_err().to_string();
+    let e = losses::masked_whiten(&x, &one, true, 1e-8)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("at least 2"), "{e}");
     let huge = Tensor::full([2, 3], 1000.0, (Kind::Double, tch::Device::Cpu));
     let all = Tensor::ones([2, 3], (Kind::Bool, tch::Device::Cpu));
-    let e = losses::policy_loss(&huge, &x, &x, &all, 0.2).unwrap_err().to_string();
+    let e = losses::policy_loss(&huge, &x, &x, &all, 0.2)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("overflow"), "{e}");
 }

@@ -21,6 +21,13 @@ use reward_core::{EntityId, ScoreKind};
 use tch::{Device, Kind, Tensor};
 use tokenizers::Tokenizer;
 
+/// libtorch's generator and thread count are global: the tests here take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/llava/tiny-new")
 }
@@ -37,7 +44,10 @@ impl Task for Synthetic {
         self.prompts.len()
     }
     fn prompt(&self, index: usize) -> Result<Prompt> {
-        Ok(Prompt { ids: self.prompts[index].clone(), pixel_values: None })
+        Ok(Prompt {
+            ids: self.prompts[index].clone(),
+            pixel_values: None,
+        })
     }
     fn score(&self, _: usize, r: &ResponseText) -> Result<Scored> {
         let mentions = r
@@ -47,7 +57,11 @@ impl Task for Synthetic {
             .filter(|(_, t)| **t == self.target)
             .map(|(k, _)| ScoredMention::at(k, 32.0, EntityId(0)))
             .collect();
-        Ok(Scored { mentions, sentence_score: None, hallucinated: 0 })
+        Ok(Scored {
+            mentions,
+            sentence_score: None,
+            hallucinated: 0,
+        })
     }
 }
 
@@ -55,7 +69,12 @@ fn model() -> LlavaModel {
     tch::set_num_threads(1);
     tch::manual_seed(7);
     let mut opts = LoadOptions::for_device(Device::Cpu);
-    opts.lora = Some(LoraConfig { r: 4, alpha: 8.0, dropout: 0.0, ..Default::default() });
+    opts.lora = Some(LoraConfig {
+        r: 4,
+        alpha: 8.0,
+        dropout: 0.0,
+        ..Default::default()
+    });
     opts.value_head = true;
     LlavaModel::load(&fixture(), &opts).expect("tiny LLaVA fixture")
 }
@@ -78,7 +97,12 @@ fn config(mode: RewardMode, out: &Path) -> TrainConfig {
 }
 
 fn rewarder(mode: RewardMode, cfg: &TrainConfig) -> TokenRewarder {
-    let info = VerifierInfo { model: "synthetic".into(), model_hash: "sha256:0".into(), score: ScoreKind::Cosine100, template: "{}".into() };
+    let info = VerifierInfo {
+        model: "synthetic".into(),
+        model_hash: "sha256:0".into(),
+        score: ScoreKind::Cosine100,
+        template: "{}".into(),
+    };
     let mut b = Baselines::new(ScoreLevel::Object, info);
     for s in [30.0, 32.0] {
         b.push(ScoreClass::Correct, s).unwrap();
@@ -98,8 +122,20 @@ fn tokenizer() -> Tokenizer {
 fn first_token_prob(model: &LlavaModel, prompts: &[Vec<i64>], token: i64) -> f64 {
     tch::no_grad(|| {
         let ids = Tensor::from_slice2(prompts);
-        let out = model.forward(&Batch { input_ids: &ids, attention_mask: None, pixel_values: None }, false).unwrap();
-        let last = out.logits.select(1, ids.size()[1] - 1).softmax(-1, Kind::Double);
+        let out = model
+            .forward(
+                &Batch {
+                    input_ids: &ids,
+                    attention_mask: None,
+                    pixel_values: None,
+                },
+                false,
+            )
+            .unwrap();
+        let last = out
+            .logits
+            .select(1, ids.size()[1] - 1)
+            .softmax(-1, Kind::Double);
         last.select(1, token).mean(Kind::Double).double_value(&[])
     })
 }
@@ -108,10 +144,17 @@ fn run(dir: &Path, mode: RewardMode, resume: bool, stop_after: Option<u64>) -> L
     let m = model();
     let tok = tokenizer();
     let cfg = config(mode, dir);
-    let task = Synthetic { prompts: prompts(), target: target_token(&m) };
+    let task = Synthetic {
+        prompts: prompts(),
+        target: target_token(&m),
+    };
     let mut t = Trainer::new(cfg.clone(), &m, &tok, &task, rewarder(mode, &cfg), dir).unwrap();
     if resume {
-        assert!(t.resume().unwrap(), "no checkpoint to resume from in {}", dir.display());
+        assert!(
+            t.resume().unwrap(),
+            "no checkpoint to resume from in {}",
+            dir.display()
+        );
     }
     t.run(stop_after, |_| {}).unwrap();
     drop(t);
@@ -123,8 +166,22 @@ fn run(dir: &Path, mode: RewardMode, resume: bool, stop_after: Option<u64>) -> L
 fn target_token(m: &LlavaModel) -> i64 {
     tch::no_grad(|| {
         let ids = Tensor::from_slice2(&prompts());
-        let out = m.forward(&Batch { input_ids: &ids, attention_mask: None, pixel_values: None }, false).unwrap();
-        out.logits.select(1, ids.size()[1] - 1).softmax(-1, Kind::Double).mean_dim(0, false, Kind::Double).argmax(0, false).int64_value(&[])
+        let out = m
+            .forward(
+                &Batch {
+                    input_ids: &ids,
+                    attention_mask: None,
+                    pixel_values: None,
+                },
+                false,
+            )
+            .unwrap();
+        out.logits
+            .select(1, ids.size()[1] - 1)
+            .softmax(-1, Kind::Double)
+            .mean_dim(0, false, Kind::Double)
+            .argmax(0, false)
+            .int64_value(&[])
     })
 }
 
@@ -142,28 +199,53 @@ fn by_batch(ms: Vec<BatchMetrics>) -> std::collections::BTreeMap<u64, BatchMetri
 
 /// Not a test on its own: the worker the crash test starts and kills.
 #[test]
-fn crash_worker() {
-    let Ok(dir) = std::env::var("FISAO_CRASH_WORKER_DIR") else { return };
-    // Slow the worker down between batches so the parent can kill it mid-run.
+fn trainer_crash_worker() {
+    let Ok(dir) = std::env::var("FISAO_CRASH_WORKER_DIR") else {
+        return;
+    };
+    let _serial = serial();
     let m = model();
     let tok = tokenizer();
     let dir = PathBuf::from(dir);
     let cfg = config(RewardMode::Token, &dir);
-    let task = Synthetic { prompts: prompts(), target: target_token(&m) };
-    let mut t = Trainer::new(cfg.clone(), &m, &tok, &task, rewarder(RewardMode::Token, &cfg), &dir).unwrap();
-    t.run(None, |_| std::thread::sleep(Duration::from_millis(300))).unwrap();
+    let task = Synthetic {
+        prompts: prompts(),
+        target: target_token(&m),
+    };
+    let mut t = Trainer::new(
+        cfg.clone(),
+        &m,
+        &tok,
+        &task,
+        rewarder(RewardMode::Token, &cfg),
+        &dir,
+    )
+    .unwrap();
+    // Slow the worker down between batches so the parent can kill it mid-run.
+    t.run(None, |_| std::thread::sleep(Duration::from_millis(300)))
+        .unwrap();
 }
 
 #[test]
-fn killed_run_resumes_with_identical_losses() {
+fn trainer_killed_run_resumes_with_identical_losses() {
+    let _serial = serial();
     let full = tmp("full");
     run(&full, RewardMode::Token, false, None);
     let reference = by_batch(read_metrics(&full.join("metrics.jsonl")).unwrap());
-    assert_eq!(reference.len(), 4, "4 batches: 8 prompts / 4 per batch x 2 passes");
+    assert_eq!(
+        reference.len(),
+        4,
+        "4 batches: 8 prompts / 4 per batch x 2 passes"
+    );
 
     let crashed = tmp("crashed");
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "crash_worker", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "trainer_crash_worker",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("FISAO_CRASH_WORKER_DIR", &crashed)
         .spawn()
         .unwrap();
@@ -171,8 +253,14 @@ fn killed_run_resumes_with_identical_losses() {
     let deadline = Instant::now() + Duration::from_secs(120);
     // Kill once two batches are logged: in the middle of batch 3 or of its checkpoint.
     while read_metrics(&metrics).map_or(0, |m| m.len()) < 2 {
-        assert!(Instant::now() < deadline, "the worker did not log two batches in time");
-        assert!(child.try_wait().unwrap().is_none(), "the worker ended before it was killed");
+        assert!(
+            Instant::now() < deadline,
+            "the worker did not log two batches in time"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the worker ended before it was killed"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap(); // SIGKILL on Unix
@@ -182,7 +270,10 @@ fn killed_run_resumes_with_identical_losses() {
 
     run(&crashed, RewardMode::Token, true, None);
     let resumed = by_batch(read_metrics(&metrics).unwrap());
-    assert_eq!(resumed.keys().collect::<Vec<_>>(), reference.keys().collect::<Vec<_>>());
+    assert_eq!(
+        resumed.keys().collect::<Vec<_>>(),
+        reference.keys().collect::<Vec<_>>()
+    );
     for (batch, r) in &reference {
         let c = &resumed[batch];
         for (what, a, b) in [
@@ -194,13 +285,26 @@ fn killed_run_resumes_with_identical_losses() {
             ("clip_frac", c.clip_frac, r.clip_frac),
             ("entropy", c.entropy, r.entropy),
         ] {
-            assert_eq!(a.to_bits(), b.to_bits(), "batch {batch} {what}: resumed {a} vs uninterrupted {b}");
+            assert_eq!(
+                a.to_bits(),
+                b.to_bits(),
+                "batch {batch} {what}: resumed {a} vs uninterrupted {b}"
+            );
         }
         assert_eq!(c.optimizer_steps, r.optimizer_steps);
     }
     // A checkpoint holds the adapter, the value head, the optimiser, the RNG/cursor state and the config.
-    let ckpt = gpu_train::trainer::checkpoint::latest(&crashed).unwrap().unwrap();
-    for f in ["adapter/adapter_model.safetensors", "adapter/value_head.safetensors", "optimizer.safetensors", "trainable.safetensors", "state.json", "config.toml"] {
+    let ckpt = gpu_train::trainer::checkpoint::latest(&crashed)
+        .unwrap()
+        .unwrap();
+    for f in [
+        "adapter/adapter_model.safetensors",
+        "adapter/value_head.safetensors",
+        "optimizer.safetensors",
+        "trainable.safetensors",
+        "state.json",
+        "config.toml",
+    ] {
         assert!(ckpt.join(f).is_file(), "checkpoint lacks {f}");
     }
     let _ = std::fs::remove_dir_all(&full);
@@ -208,7 +312,8 @@ fn killed_run_resumes_with_identical_losses() {
 }
 
 #[test]
-fn rewarded_token_rises_and_not_without_reward() {
+fn trainer_rewarded_token_rises_and_not_without_reward() {
+    let _serial = serial();
     let base = model();
     let target = target_token(&base);
     let p0 = first_token_prob(&base, &prompts(), target);
@@ -219,9 +324,15 @@ fn rewarded_token_rises_and_not_without_reward() {
     let untrained = run(&dir2, RewardMode::KlOnly, false, None);
     let p_none = first_token_prob(&untrained, &prompts(), target);
     let ms = read_metrics(&dir.join("metrics.jsonl")).unwrap();
-    assert!(ms.iter().map(|m| m.mentions).sum::<u64>() > 0, "the target was never sampled: {ms:?}");
+    assert!(
+        ms.iter().map(|m| m.mentions).sum::<u64>() > 0,
+        "the target was never sampled: {ms:?}"
+    );
     eprintln!("p(target) before {p0:.4}, after token reward {p_token:.4}, after none {p_none:.4}");
-    assert!(p_token > 1.5 * p0, "token reward: p(target) {p0} -> {p_token}");
+    assert!(
+        p_token > 1.5 * p0,
+        "token reward: p(target) {p0} -> {p_token}"
+    );
     assert!(p_none < 1.1 * p0, "no reward: p(target) {p0} -> {p_none}");
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&dir2);

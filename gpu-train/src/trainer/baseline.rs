@@ -41,21 +41,38 @@ pub fn collect(
     let mut out = BaselineScores::default();
     let indices: Vec<usize> = (0..task.len()).collect();
     for chunk in indices.chunks(batch_size.max(1)) {
-        let prompts = chunk.iter().map(|&i| task.prompt(i)).collect::<Result<Vec<_>>>()?;
+        let prompts = chunk
+            .iter()
+            .map(|&i| task.prompt(i))
+            .collect::<Result<Vec<_>>>()?;
         let ids: Vec<Vec<i64>> = prompts.iter().map(|p| p.ids.clone()).collect();
-        let pixels: Vec<&tch::Tensor> = prompts.iter().filter_map(|p| p.pixel_values.as_ref()).collect();
+        let pixels: Vec<&tch::Tensor> = prompts
+            .iter()
+            .filter_map(|p| p.pixel_values.as_ref())
+            .collect();
         let pixels = (!pixels.is_empty()).then(|| tch::Tensor::cat(&pixels, 0));
-        let responses = model.with_adapters_disabled(|m| generate(m, &ids, pixels.as_ref(), sampling))?;
+        let responses =
+            model.with_adapters_disabled(|m| generate(m, &ids, pixels.as_ref(), sampling))?;
         for (&index, resp) in chunk.iter().zip(&responses) {
             let (text, _) = decode_with_offsets(task.tokenizer().inner(), resp)?;
             let mut any_hallucinated = false;
             for (_, score, correct) in task.score_text(index, &text)? {
                 any_hallucinated |= !correct;
-                if correct { &mut out.token_correct } else { &mut out.token_hallucinated }.push(score);
+                let class = if correct {
+                    &mut out.token_correct
+                } else {
+                    &mut out.token_hallucinated
+                };
+                class.push(score);
             }
             if task.has_sentence_scores() && !text.trim().is_empty() {
                 let s = task.sentence_score(index, &text)?;
-                if any_hallucinated { &mut out.sentence_hallucinated } else { &mut out.sentence_correct }.push(s);
+                let class = if any_hallucinated {
+                    &mut out.sentence_hallucinated
+                } else {
+                    &mut out.sentence_correct
+                };
+                class.push(s);
             }
         }
         progress(chunk.len());
@@ -64,15 +81,24 @@ pub fn collect(
 }
 
 /// Builds the baselines of one level.
-pub fn baselines(level: ScoreLevel, verifier: &VerifierInfo, correct: &[f64], hallucinated: &[f64]) -> Result<Baselines> {
+pub fn baselines(
+    level: ScoreLevel,
+    verifier: &VerifierInfo,
+    correct: &[f64],
+    hallucinated: &[f64],
+) -> Result<Baselines> {
     let mut b = Baselines::new(level, verifier.clone());
-    for (class, xs) in [(ScoreClass::Correct, correct), (ScoreClass::Hallucinated, hallucinated)] {
+    for (class, xs) in [
+        (ScoreClass::Correct, correct),
+        (ScoreClass::Hallucinated, hallucinated),
+    ] {
         for &x in xs {
             b.push(class, x).map_err(|e| anyhow!("{e}"))?;
         }
     }
     // Refuse baselines eq. 8 cannot use (an empty class, s_c <= s_h), as method.md asks.
-    b.class_means().map_err(|e| anyhow!("{level:?}-level baselines: {e}"))?;
+    b.class_means()
+        .map_err(|e| anyhow!("{level:?}-level baselines: {e}"))?;
     Ok(b)
 }
 
@@ -82,16 +108,33 @@ pub fn figure(scores: &BaselineScores) -> String {
         title: title.into(),
         x_label: "verifier score".into(),
         series: vec![
-            Series { name: format!("correct (n={})", c.len()), values: c.to_vec() },
-            Series { name: format!("hallucinated (n={})", h.len()), values: h.to_vec() },
+            Series {
+                name: format!("correct (n={})", c.len()),
+                values: c.to_vec(),
+            },
+            Series {
+                name: format!("hallucinated (n={})", h.len()),
+                values: h.to_vec(),
+            },
         ],
         bins: 30,
     };
-    let mut panels = vec![panel("token level (object mentions)", &scores.token_correct, &scores.token_hallucinated)];
+    let mut panels = vec![panel(
+        "token level (object mentions)",
+        &scores.token_correct,
+        &scores.token_hallucinated,
+    )];
     if !scores.sentence_correct.is_empty() || !scores.sentence_hallucinated.is_empty() {
-        panels.push(panel("sentence level (responses)", &scores.sentence_correct, &scores.sentence_hallucinated));
+        panels.push(panel(
+            "sentence level (responses)",
+            &scores.sentence_correct,
+            &scores.sentence_hallucinated,
+        ));
     }
-    render("Verifier scores of correct vs hallucinated objects (FiSAO Figure 1)", &panels)
+    render(
+        "Verifier scores of correct vs hallucinated objects (FiSAO Figure 1)",
+        &panels,
+    )
 }
 
 /// Writes baseline.json (object level), baseline-sentence.json when sentence
@@ -99,12 +142,22 @@ pub fn figure(scores: &BaselineScores) -> String {
 pub fn write(out: &Path, verifier: &VerifierInfo, scores: &BaselineScores) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut written = Vec::new();
-    let object = baselines(ScoreLevel::Object, verifier, &scores.token_correct, &scores.token_hallucinated)?;
+    let object = baselines(
+        ScoreLevel::Object,
+        verifier,
+        &scores.token_correct,
+        &scores.token_hallucinated,
+    )?;
     let path = out.join("baseline.json");
     std::fs::write(&path, serde_json::to_string_pretty(&object)? + "\n")?;
     written.push(path);
     if !scores.sentence_correct.is_empty() || !scores.sentence_hallucinated.is_empty() {
-        let s = baselines(ScoreLevel::Sentence, verifier, &scores.sentence_correct, &scores.sentence_hallucinated)?;
+        let s = baselines(
+            ScoreLevel::Sentence,
+            verifier,
+            &scores.sentence_correct,
+            &scores.sentence_hallucinated,
+        )?;
         let path = out.join("baseline-sentence.json");
         std::fs::write(&path, serde_json::to_string_pretty(&s)? + "\n")?;
         written.push(path);

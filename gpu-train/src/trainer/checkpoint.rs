@@ -57,14 +57,18 @@ pub fn save(run_dir: &Path, model: &LlavaModel, parts: CheckpointParts) -> Resul
     let vars: Vec<(String, Tensor)> = model.trainable_vs().variables().into_iter().collect();
     write_safetensors(&vars, &tmp.join("trainable.safetensors"))?;
     write_safetensors(&parts.optimizer, &tmp.join("optimizer.safetensors"))?;
-    fs::write(tmp.join("state.json"), serde_json::to_string_pretty(parts.state)? + "\n")?;
+    fs::write(
+        tmp.join("state.json"),
+        serde_json::to_string_pretty(parts.state)? + "\n",
+    )?;
     fs::write(tmp.join("config.toml"), parts.config_toml)?;
     sync_tree(&tmp)?;
     let dest = root.join(&name);
     if dest.exists() {
         fs::remove_dir_all(&dest)?;
     }
-    fs::rename(&tmp, &dest).with_context(|| format!("renaming {} to {}", tmp.display(), dest.display()))?;
+    fs::rename(&tmp, &dest)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), dest.display()))?;
     sync_dir(&root)?;
     let pointer = root.join(".latest.tmp");
     fs::write(&pointer, format!("{name}\n"))?;
@@ -81,10 +85,15 @@ pub fn latest(run_dir: &Path) -> Result<Option<PathBuf>> {
     if !pointer.exists() {
         return Ok(None);
     }
-    let name = fs::read_to_string(&pointer).with_context(|| format!("reading {}", pointer.display()))?;
+    let name =
+        fs::read_to_string(&pointer).with_context(|| format!("reading {}", pointer.display()))?;
     let dir = root.join(name.trim());
     if !dir.join("state.json").exists() {
-        bail!("{} names {}, which has no state.json", pointer.display(), dir.display());
+        bail!(
+            "{} names {}, which has no state.json",
+            pointer.display(),
+            dir.display()
+        );
     }
     Ok(Some(dir))
 }
@@ -95,20 +104,34 @@ pub fn load(dir: &Path, model: &LlavaModel) -> Result<(TrainState, Vec<(String, 
     let state: TrainState = serde_json::from_str(&fs::read_to_string(dir.join("state.json"))?)
         .with_context(|| format!("{}/state.json", dir.display()))?;
     let path = dir.join("trainable.safetensors");
-    let saved = Tensor::read_safetensors(&path).with_context(|| format!("reading {}", path.display()))?;
+    let saved =
+        Tensor::read_safetensors(&path).with_context(|| format!("reading {}", path.display()))?;
     let vars = model.trainable_vs().variables();
     if saved.len() != vars.len() {
-        bail!("{}: {} tensors, the model has {} trainable ones", path.display(), saved.len(), vars.len());
+        bail!(
+            "{}: {} tensors, the model has {} trainable ones",
+            path.display(),
+            saved.len(),
+            vars.len()
+        );
     }
     for (name, t) in &saved {
-        let mut var = vars.get(name).with_context(|| format!("{name} in {}: no such trainable variable", path.display()))?.shallow_clone();
+        let mut var = vars
+            .get(name)
+            .with_context(|| format!("{name} in {}: no such trainable variable", path.display()))?
+            .shallow_clone();
         if var.size() != t.size() {
-            bail!("{name}: expected shape {:?}, found {:?}", var.size(), t.size());
+            bail!(
+                "{name}: expected shape {:?}, found {:?}",
+                var.size(),
+                t.size()
+            );
         }
         tch::no_grad(|| var.copy_(&t.to_device(var.device()).to_kind(var.kind())));
     }
     let opt_path = dir.join("optimizer.safetensors");
-    let optimizer = Tensor::read_safetensors(&opt_path).with_context(|| format!("reading {}", opt_path.display()))?;
+    let optimizer = Tensor::read_safetensors(&opt_path)
+        .with_context(|| format!("reading {}", opt_path.display()))?;
     let config = fs::read_to_string(dir.join("config.toml"))?;
     Ok((state, optimizer, config))
 }
@@ -119,7 +142,9 @@ fn sync_tree(dir: &Path) -> Result<()> {
         if p.is_dir() {
             sync_tree(&p)?;
         } else {
-            File::open(&p)?.sync_all().with_context(|| format!("fsync {}", p.display()))?;
+            File::open(&p)?
+                .sync_all()
+                .with_context(|| format!("fsync {}", p.display()))?;
         }
     }
     sync_dir(dir)
@@ -128,6 +153,8 @@ fn sync_tree(dir: &Path) -> Result<()> {
 fn sync_dir(dir: &Path) -> Result<()> {
     // Directory fsync makes the rename itself durable (POSIX); a no-op elsewhere.
     #[cfg(unix)]
-    File::open(dir)?.sync_all().with_context(|| format!("fsync {}", dir.display()))?;
+    File::open(dir)?
+        .sync_all()
+        .with_context(|| format!("fsync {}", dir.display()))?;
     Ok(())
 }

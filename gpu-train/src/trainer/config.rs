@@ -47,7 +47,13 @@ pub struct ModelConfig {
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        ModelConfig { path: PathBuf::new(), tokenizer: None, lora_r: 128, lora_alpha: 256.0, lora_dropout: 0.0 }
+        ModelConfig {
+            path: PathBuf::new(),
+            tokenizer: None,
+            lora_r: 128,
+            lora_alpha: 256.0,
+            lora_dropout: 0.0,
+        }
     }
 }
 
@@ -189,7 +195,8 @@ impl Default for TrainConfig {
 impl TrainConfig {
     /// Reads and validates a TOML file; errors name the file and the field.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
         Self::from_toml(&text).with_context(|| format!("config {}", path.display()))
     }
 
@@ -207,8 +214,12 @@ impl TrainConfig {
 
     /// Rejects out-of-range values; the error names the field.
     pub fn validate(&self) -> Result<()> {
-        self.reward.validate().map_err(|e| anyhow::anyhow!("reward: {e}"))?;
-        self.ppo.validate().map_err(|e| anyhow::anyhow!("ppo: {e}"))?;
+        self.reward
+            .validate()
+            .map_err(|e| anyhow::anyhow!("reward: {e}"))?;
+        self.ppo
+            .validate()
+            .map_err(|e| anyhow::anyhow!("ppo: {e}"))?;
         let (m, t) = (&self.model, &self.train);
         positive("model.lora_r", m.lora_r as f64)?;
         positive("model.lora_alpha", m.lora_alpha)?;
@@ -232,16 +243,25 @@ impl TrainConfig {
         positive("train.temperature", t.temperature)?;
         in_range("train.top_p", t.top_p, f64::MIN_POSITIVE, 1.0)?;
         if t.top_k < 0 {
-            bail!("train.top_k = {} is out of range: expected 0 (off) or more", t.top_k);
+            bail!(
+                "train.top_k = {} is out of range: expected 0 (off) or more",
+                t.top_k
+            );
         }
         positive("train.passes", t.passes as f64)?;
         positive("train.checkpoint_every", t.checkpoint_every as f64)?;
         positive("data.max_samples", self.data.max_samples as f64)?;
         if !["linear", "cosine", "constant"].contains(&t.decay.as_str()) {
-            bail!("train.decay = {:?}: expected linear, cosine or constant", t.decay);
+            bail!(
+                "train.decay = {:?}: expected linear, cosine or constant",
+                t.decay
+            );
         }
         if !["cosine100", "dot", "clipscore"].contains(&self.verifier.score.as_str()) {
-            bail!("verifier.score = {:?}: expected cosine100, dot or clipscore", self.verifier.score);
+            bail!(
+                "verifier.score = {:?}: expected cosine100, dot or clipscore",
+                self.verifier.score
+            );
         }
         Ok(())
     }

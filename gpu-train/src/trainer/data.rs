@@ -77,13 +77,29 @@ pub struct Dataset {
 
 /// Reads the first `max` samples of `path` (JSON array or JSON lines).
 /// `skip_bad` counts broken entries instead of failing.
-pub fn read_instruct(path: &Path, image_root: &Path, max: usize, skip_bad: bool) -> Result<(Vec<Sample>, u64)> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+pub fn read_instruct(
+    path: &Path,
+    image_root: &Path,
+    max: usize,
+    skip_bad: bool,
+) -> Result<(Vec<Sample>, u64)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let entries: Vec<(usize, Result<RawSample, String>)> = if text.trim_start().starts_with('[') {
         let values: Vec<serde_json::Value> = serde_json::from_str(&text).map_err(|e| {
-            anyhow::anyhow!("{}:{}:{}: broken JSON: {e}", path.display(), e.line(), e.column())
+            anyhow::anyhow!(
+                "{}:{}:{}: broken JSON: {e}",
+                path.display(),
+                e.line(),
+                e.column()
+            )
         })?;
-        values.into_iter().take(max).enumerate().map(|(i, v)| (i + 1, serde_json::from_value(v).map_err(|e| e.to_string()))).collect()
+        values
+            .into_iter()
+            .take(max)
+            .enumerate()
+            .map(|(i, v)| (i + 1, serde_json::from_value(v).map_err(|e| e.to_string())))
+            .collect()
     } else {
         text.lines()
             .enumerate()
@@ -95,9 +111,12 @@ pub fn read_instruct(path: &Path, image_root: &Path, max: usize, skip_bad: bool)
     let mut out = Vec::new();
     let mut broken = 0;
     for (line, raw) in entries {
-        let parsed = raw.map_err(|e| format!("{}: line {line}: broken sample: {e}", path.display())).and_then(|r| {
-            to_sample(r, image_root, line).map_err(|e| format!("{}: line {line}: {e}", path.display()))
-        });
+        let parsed = raw
+            .map_err(|e| format!("{}: line {line}: broken sample: {e}", path.display()))
+            .and_then(|r| {
+                to_sample(r, image_root, line)
+                    .map_err(|e| format!("{}: line {line}: {e}", path.display()))
+            });
         match parsed {
             Ok(s) => out.push(s),
             Err(e) if skip_bad => {
@@ -111,24 +130,39 @@ pub fn read_instruct(path: &Path, image_root: &Path, max: usize, skip_bad: bool)
 }
 
 fn to_sample(r: RawSample, image_root: &Path, line: usize) -> Result<Sample, String> {
-    let human = r.conversations.iter().find(|t| t.from == "human").ok_or("no human turn in `conversations`")?;
+    let human = r
+        .conversations
+        .iter()
+        .find(|t| t.from == "human")
+        .ok_or("no human turn in `conversations`")?;
     let prompt = human.value.replace("<image>", "").trim().to_string();
     if prompt.is_empty() {
         return Err("the first human turn is empty".into());
     }
-    let image_id = coco_image_id(&r.image).ok_or_else(|| format!("image {:?} has no COCO image id (digits)", r.image))?;
+    let image_id = coco_image_id(&r.image)
+        .ok_or_else(|| format!("image {:?} has no COCO image id (digits)", r.image))?;
     let id = match r.id {
         serde_json::Value::String(s) => s,
         serde_json::Value::Null => format!("{image_id}"),
         other => other.to_string(),
     };
-    Ok(Sample { id, image: image_root.join(&r.image), image_id, prompt, line })
+    Ok(Sample {
+        id,
+        image: image_root.join(&r.image),
+        image_id,
+        prompt,
+        line,
+    })
 }
 
 /// The last run of digits in a file name: `COCO_train2014_000000033471.jpg` -> 33471.
 pub fn coco_image_id(name: &str) -> Option<u64> {
     let stem = Path::new(name).file_stem()?.to_str()?;
-    let digits: String = stem.chars().rev().take_while(char::is_ascii_digit).collect();
+    let digits: String = stem
+        .chars()
+        .rev()
+        .take_while(char::is_ascii_digit)
+        .collect();
     digits.chars().rev().collect::<String>().parse().ok()
 }
 
@@ -141,19 +175,31 @@ pub fn ground_truth(
     matcher: &Matcher,
 ) -> Result<BTreeMap<u64, BTreeSet<EntityId>>> {
     let mut ann = CocoAnnotations::default();
-    let read = |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+    let read =
+        |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
     ann.add_instances_json(&instances.display().to_string(), &read(instances)?)?;
     ann.add_captions_json(&captions.display().to_string(), &read(captions)?)?;
-    let mut gt: BTreeMap<u64, BTreeSet<EntityId>> = ann.image_ids().iter().map(|&id| (id, BTreeSet::new())).collect();
+    let mut gt: BTreeMap<u64, BTreeSet<EntityId>> = ann
+        .image_ids()
+        .iter()
+        .map(|&id| (id, BTreeSet::new()))
+        .collect();
     for (id, name) in ann.instances() {
         let e = vocab
             .entity(name)
             .or_else(|| vocab.lookup(name))
-            .with_context(|| format!("{}: category {name:?} (image {id}) is not in the vocabulary", instances.display()))?;
+            .with_context(|| {
+                format!(
+                    "{}: category {name:?} (image {id}) is not in the vocabulary",
+                    instances.display()
+                )
+            })?;
         gt.entry(*id).or_default().insert(e);
     }
     for (id, text) in ann.captions() {
-        gt.entry(*id).or_default().extend(matcher.find(text).into_iter().map(|m| m.entity));
+        gt.entry(*id)
+            .or_default()
+            .extend(matcher.find(text).into_iter().map(|m| m.entity));
     }
     Ok(gt)
 }
@@ -173,27 +219,53 @@ pub fn check_samples(
             Some(format!("image {} not found", s.image.display()))
         } else if !gt.contains_key(&s.image_id) {
             skipped.no_annotations += u64::from(skip_bad);
-            Some(format!("image id {} ({}) has no COCO annotations", s.image_id, s.image.display()))
+            Some(format!(
+                "image id {} ({}) has no COCO annotations",
+                s.image_id,
+                s.image.display()
+            ))
         } else {
             None
         };
         match problem {
             None => out.push(s),
-            Some(p) if skip_bad => tracing::warn!("skipping sample {} (line {}): {p}", s.id, s.line),
-            Some(p) => bail!("sample {} (line {}): {p} (use --skip-bad-samples to skip bad samples)", s.id, s.line),
+            Some(p) if skip_bad => {
+                tracing::warn!("skipping sample {} (line {}): {p}", s.id, s.line)
+            }
+            Some(p) => bail!(
+                "sample {} (line {}): {p} (use --skip-bad-samples to skip bad samples)",
+                s.id,
+                s.line
+            ),
         }
     }
     Ok(out)
 }
 
 /// Loads the whole dataset as the config describes it.
-pub fn load(cfg: &super::config::DataConfig, vocab: &Vocabulary, matcher: &Matcher) -> Result<Dataset> {
-    let (samples, broken) = read_instruct(&cfg.instruct, &cfg.image_root, cfg.max_samples, cfg.skip_bad_samples)?;
+pub fn load(
+    cfg: &super::config::DataConfig,
+    vocab: &Vocabulary,
+    matcher: &Matcher,
+) -> Result<Dataset> {
+    let (samples, broken) = read_instruct(
+        &cfg.instruct,
+        &cfg.image_root,
+        cfg.max_samples,
+        cfg.skip_bad_samples,
+    )?;
     let ground_truth = ground_truth(&cfg.instances, &cfg.captions, vocab, matcher)?;
-    let mut skipped = Skipped { broken, ..Default::default() };
+    let mut skipped = Skipped {
+        broken,
+        ..Default::default()
+    };
     let samples = check_samples(samples, &ground_truth, cfg.skip_bad_samples, &mut skipped)?;
     if samples.is_empty() {
         bail!("{}: no usable samples", cfg.instruct.display());
     }
-    Ok(Dataset { samples, ground_truth, skipped })
+    Ok(Dataset {
+        samples,
+        ground_truth,
+        skipped,
+    })
 }

@@ -24,8 +24,17 @@ fn count(mask: &Tensor) -> i64 {
 }
 
 fn check_pair(name: &str, x: &Tensor, mask: &Tensor) -> Result<()> {
-    ensure!(mask.kind() == Kind::Bool, "mask must be bool, found {:?}", mask.kind());
-    ensure!(x.size() == mask.size(), "{name} has shape {:?} but the mask has {:?}", x.size(), mask.size());
+    ensure!(
+        mask.kind() == Kind::Bool,
+        "mask must be bool, found {:?}",
+        mask.kind()
+    );
+    ensure!(
+        x.size() == mask.size(),
+        "{name} has shape {:?} but the mask has {:?}",
+        x.size(),
+        mask.size()
+    );
     Ok(())
 }
 
@@ -53,11 +62,17 @@ pub fn masked_var(x: &Tensor, mask: &Tensor, unbiased: bool) -> Result<Tensor> {
 /// `(x - mean) / sqrt(var + eps)` over kept positions, mean added back unless
 /// `shift_mean`; 0 at masked-out positions (reference: `masked_whiten`).
 pub fn masked_whiten(x: &Tensor, mask: &Tensor, shift_mean: bool, eps: f64) -> Result<Tensor> {
-    ensure!(eps.is_finite() && eps >= 0.0, "whiten_eps must be a finite number >= 0, found {eps}");
+    ensure!(
+        eps.is_finite() && eps >= 0.0,
+        "whiten_eps must be a finite number >= 0, found {eps}"
+    );
     let var = masked_var(x, mask, true)?;
     let mean = masked_mean(x, mask)?;
     let denom = (var + eps).sqrt();
-    ensure!(denom.double_value(&[]) > 0.0, "cannot whiten: zero variance and eps 0");
+    ensure!(
+        denom.double_value(&[]) > 0.0,
+        "cannot whiten: zero variance and eps 0"
+    );
     let mut out = (x - &mean) / denom;
     if !shift_mean {
         out += &mean;
@@ -69,13 +84,26 @@ pub fn masked_whiten(x: &Tensor, mask: &Tensor, shift_mean: bool, eps: f64) -> R
 /// `A_t = delta_t + gamma lambda A_{t+1}`, with values and rewards zeroed where
 /// masked out and `V = 0` past the end (reference: `gae`). Returns
 /// `(advantages, returns)`, both 0 where masked out. No graph is recorded.
-pub fn gae(values: &Tensor, rewards: &Tensor, mask: &Tensor, gamma: f64, lam: f64) -> Result<(Tensor, Tensor)> {
+pub fn gae(
+    values: &Tensor,
+    rewards: &Tensor,
+    mask: &Tensor,
+    gamma: f64,
+    lam: f64,
+) -> Result<(Tensor, Tensor)> {
     for (name, v) in [("gamma", gamma), ("lam", lam)] {
-        ensure!((0.0..=1.0).contains(&v), "{name} must be in [0, 1], found {v}");
+        ensure!(
+            (0.0..=1.0).contains(&v),
+            "{name} must be in [0, 1], found {v}"
+        );
     }
     check_pair("values", values, mask)?;
     check_pair("rewards", rewards, mask)?;
-    ensure!(values.dim() == 2, "GAE needs [batch, tokens] tensors, found {:?}", values.size());
+    ensure!(
+        values.dim() == 2,
+        "GAE needs [batch, tokens] tensors, found {:?}",
+        values.size()
+    );
     tch::no_grad(|| {
         let (v, r) = (keep(values, mask), keep(rewards, mask));
         let t_len = v.size()[1];
@@ -83,7 +111,11 @@ pub fn gae(values: &Tensor, rewards: &Tensor, mask: &Tensor, gamma: f64, lam: f6
         let mut cols = Vec::with_capacity(t_len as usize);
         // The recursion runs backwards; columns are collected reversed.
         for t in (0..t_len).rev() {
-            let next = if t + 1 < t_len { v.select(1, t + 1) } else { last.zeros_like() };
+            let next = if t + 1 < t_len {
+                v.select(1, t + 1)
+            } else {
+                last.zeros_like()
+            };
             let delta = r.select(1, t) + next * gamma - v.select(1, t);
             last = delta + &last * (gamma * lam);
             cols.push(last.shallow_clone());
@@ -111,6 +143,7 @@ pub fn batch_advantages(
 }
 
 /// The clipped policy loss and its diagnostics.
+#[derive(Debug)]
 pub struct PolicyLoss {
     /// Scalar loss with a graph back to `new_logprobs`.
     pub loss: Tensor,
@@ -131,14 +164,27 @@ pub fn policy_loss(
     mask: &Tensor,
     cliprange: f64,
 ) -> Result<PolicyLoss> {
-    ensure!(cliprange > 0.0 && cliprange < 1.0, "cliprange must be in (0, 1), found {cliprange}");
-    for (name, x) in [("new_logprobs", new_logprobs), ("old_logprobs", old_logprobs), ("advantages", advantages)] {
+    ensure!(
+        cliprange > 0.0 && cliprange < 1.0,
+        "cliprange must be in (0, 1), found {cliprange}"
+    );
+    for (name, x) in [
+        ("new_logprobs", new_logprobs),
+        ("old_logprobs", old_logprobs),
+        ("advantages", advantages),
+    ] {
         check_pair(name, x, mask)?;
     }
     let log_ratio = keep(&(new_logprobs - old_logprobs), mask);
     let ratio = log_ratio.exp();
-    let finite = keep(&ratio.isfinite().logical_not(), mask).any().int64_value(&[]) == 0;
-    ensure!(finite, "the probability ratio overflowed (log-ratio too large)");
+    let finite = keep(&ratio.isfinite().logical_not(), mask)
+        .any()
+        .int64_value(&[])
+        == 0;
+    ensure!(
+        finite,
+        "the probability ratio overflowed (log-ratio too large)"
+    );
     let adv = keep(advantages, mask);
     let unclipped = -&adv * &ratio;
     let clipped = -&adv * ratio.clamp(1.0 - cliprange, 1.0 + cliprange);
@@ -148,12 +194,22 @@ pub fn policy_loss(
         let frac = masked_mean(&clipped.gt_tensor(&unclipped).to_kind(Kind::Double), mask)?;
         let kl = masked_mean(&log_ratio.square().to_kind(Kind::Double), mask)?;
         let rm = masked_mean(&ratio.to_kind(Kind::Double), mask)?;
-        Ok((frac.double_value(&[]), 0.5 * kl.double_value(&[]), rm.double_value(&[])))
+        Ok((
+            frac.double_value(&[]),
+            0.5 * kl.double_value(&[]),
+            rm.double_value(&[]),
+        ))
     })?;
-    Ok(PolicyLoss { loss, clip_frac, approx_kl, ratio_mean })
+    Ok(PolicyLoss {
+        loss,
+        clip_frac,
+        approx_kl,
+        ratio_mean,
+    })
 }
 
 /// The clipped value loss and its diagnostics.
+#[derive(Debug)]
 pub struct ValueLoss {
     /// `0.5 * mean(max((v - R)^2, (clip(v, v_old -+ c) - R)^2))`, with a graph to `predicted`.
     pub loss: Tensor,
@@ -173,16 +229,24 @@ pub fn value_loss(
         cliprange_value.is_finite() && cliprange_value > 0.0,
         "cliprange_value must be a finite number > 0, found {cliprange_value}"
     );
-    for (name, x) in [("predicted", predicted), ("old_values", old_values), ("returns", returns)] {
+    for (name, x) in [
+        ("predicted", predicted),
+        ("old_values", old_values),
+        ("returns", returns),
+    ] {
         check_pair(name, x, mask)?;
     }
     let (old, ret) = (keep(old_values, mask), keep(returns, mask));
     let v = keep(predicted, mask);
-    let v_clip = v.clamp_tensor(Some(&(&old - cliprange_value)), Some(&(&old + cliprange_value)));
+    let v_clip = v.clamp_tensor(
+        Some(&(&old - cliprange_value)),
+        Some(&(&old + cliprange_value)),
+    );
     let e1 = (&v - &ret).square();
     let e2 = (&v_clip - &ret).square();
     let loss = masked_mean(&e1.maximum(&e2), mask)? * 0.5;
-    let clip_frac = tch::no_grad(|| masked_mean(&e2.gt_tensor(&e1).to_kind(Kind::Double), mask))?.double_value(&[]);
+    let clip_frac = tch::no_grad(|| masked_mean(&e2.gt_tensor(&e1).to_kind(Kind::Double), mask))?
+        .double_value(&[]);
     Ok(ValueLoss { loss, clip_frac })
 }
 

@@ -74,8 +74,14 @@ pub struct MetricsWriter {
 impl MetricsWriter {
     /// Opens `path` for appending (a resumed run continues the same file).
     pub fn append(path: &Path) -> Result<Self> {
-        let f = OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("opening {}", path.display()))?;
-        Ok(MetricsWriter { out: BufWriter::new(f) })
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        Ok(MetricsWriter {
+            out: BufWriter::new(f),
+        })
     }
 
     /// Writes one line.
@@ -89,10 +95,14 @@ impl MetricsWriter {
 
 /// Reads a metrics file back (tests, reports); the error names the line.
 pub fn read_metrics(path: &Path) -> Result<Vec<BatchMetrics>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{}:{}: bad metrics line", path.display(), i + 1)))
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .with_context(|| format!("{}:{}: bad metrics line", path.display(), i + 1))
+        })
         .collect()
 }

@@ -2,13 +2,13 @@
 //! rollouts over the LLaVA policy, token rewards from reward-core, the PPO
 //! update, checkpoints and metrics. See docs/trainer.md.
 
-pub mod losses;
+pub mod baseline;
 pub mod checkpoint;
 pub mod config;
+pub mod data;
+pub mod losses;
 pub mod metrics;
 pub mod optim;
-pub mod data;
 pub mod ppo;
 pub mod rollout;
 pub mod task;
-pub mod baseline;

@@ -37,7 +37,13 @@ impl AdamW {
         let zeros = |p: &Tensor| tch::no_grad(|| p.zeros_like().to_kind(Kind::Float));
         let exp_avg = params.iter().map(|(k, p)| (k.clone(), zeros(p))).collect();
         let exp_avg_sq = params.iter().map(|(k, p)| (k.clone(), zeros(p))).collect();
-        AdamW { cfg, params, exp_avg, exp_avg_sq, step: 0 }
+        AdamW {
+            cfg,
+            params,
+            exp_avg,
+            exp_avg_sq,
+            step: 0,
+        }
     }
 
     /// Optimiser steps taken.
@@ -63,7 +69,12 @@ impl AdamW {
                 .values()
                 .map(|p| p.grad())
                 .filter(Tensor::defined)
-                .map(|g| g.to_kind(Kind::Double).square().sum(Kind::Double).double_value(&[]))
+                .map(|g| {
+                    g.to_kind(Kind::Double)
+                        .square()
+                        .sum(Kind::Double)
+                        .double_value(&[])
+                })
                 .sum();
             let norm = sq.sqrt();
             if norm > max_norm {
@@ -92,7 +103,9 @@ impl AdamW {
                     continue;
                 }
                 let g = g.to_kind(Kind::Float);
-                let (Some(m), Some(v)) = (self.exp_avg.get_mut(name), self.exp_avg_sq.get_mut(name)) else {
+                let (Some(m), Some(v)) =
+                    (self.exp_avg.get_mut(name), self.exp_avg_sq.get_mut(name))
+                else {
                     continue;
                 };
                 let _ = m.g_mul_scalar_(b1).g_add_(&(&g * (1.0 - b1)));
@@ -119,15 +132,27 @@ impl AdamW {
 
     /// Restores [`AdamW::state`]; every moment must be present with the right shape.
     pub fn load_state(&mut self, tensors: &[(String, Tensor)]) -> Result<()> {
-        let by_name: BTreeMap<&str, &Tensor> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
-        let step = by_name.get("step").context("optimizer state has no `step`")?;
+        let by_name: BTreeMap<&str, &Tensor> =
+            tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
+        let step = by_name
+            .get("step")
+            .context("optimizer state has no `step`")?;
         self.step = step.double_value(&[0]) as u64;
-        for (prefix, map) in [("exp_avg", &mut self.exp_avg), ("exp_avg_sq", &mut self.exp_avg_sq)] {
+        for (prefix, map) in [
+            ("exp_avg", &mut self.exp_avg),
+            ("exp_avg_sq", &mut self.exp_avg_sq),
+        ] {
             for (name, t) in map.iter_mut() {
                 let key = format!("{prefix}.{name}");
-                let saved = by_name.get(key.as_str()).with_context(|| format!("optimizer state has no {key}"))?;
+                let saved = by_name
+                    .get(key.as_str())
+                    .with_context(|| format!("optimizer state has no {key}"))?;
                 if saved.size() != t.size() {
-                    bail!("{key}: expected shape {:?}, found {:?}", t.size(), saved.size());
+                    bail!(
+                        "{key}: expected shape {:?}, found {:?}",
+                        t.size(),
+                        saved.size()
+                    );
                 }
                 tch::no_grad(|| t.copy_(&saved.to_device(t.device()).to_kind(t.kind())));
             }

@@ -29,7 +29,10 @@ use crate::llava::{Batch, LlavaModel, SamplerRng, SamplingConfig};
 
 /// SplitMix64 finaliser: batch `i`'s seed from the run seed.
 pub fn batch_seed(seed: u64, batch: u64) -> u64 {
-    let mut z = seed ^ batch.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(0x6A09_E667_F3BC_C909);
+    let mut z = seed
+        ^ batch
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(0x6A09_E667_F3BC_C909);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -63,30 +66,63 @@ impl<'a> Trainer<'a> {
     ) -> Result<Self> {
         cfg.validate()?;
         if task.len() < cfg.train.batch_size {
-            bail!("{} usable samples are fewer than train.batch_size = {}", task.len(), cfg.train.batch_size);
+            bail!(
+                "{} usable samples are fewer than train.batch_size = {}",
+                task.len(),
+                cfg.train.batch_size
+            );
         }
         let params = model.trainable_vs().variables().into_iter().collect();
         let t = &cfg.train;
         let opt = AdamW::new(
             params,
-            AdamWConfig { beta1: t.adam_beta1, beta2: t.adam_beta2, eps: t.adam_eps, weight_decay: t.weight_decay },
+            AdamWConfig {
+                beta1: t.adam_beta1,
+                beta2: t.adam_beta2,
+                eps: t.adam_eps,
+                weight_decay: t.weight_decay,
+            },
         );
-        std::fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
-        let state = TrainState { seed: t.seed, ..Default::default() };
-        Ok(Trainer { cfg, model, tokenizer, task, rewarder, opt, state, run_dir: run_dir.to_path_buf(), metrics: None, suppress_eos: false })
+        std::fs::create_dir_all(run_dir)
+            .with_context(|| format!("creating {}", run_dir.display()))?;
+        let state = TrainState {
+            seed: t.seed,
+            ..Default::default()
+        };
+        Ok(Trainer {
+            cfg,
+            model,
+            tokenizer,
+            task,
+            rewarder,
+            opt,
+            state,
+            run_dir: run_dir.to_path_buf(),
+            metrics: None,
+            suppress_eos: false,
+        })
     }
 
     /// Continues from the run's latest checkpoint, if any; returns whether it did.
     pub fn resume(&mut self) -> Result<bool> {
-        let Some(dir) = checkpoint::latest(&self.run_dir)? else { return Ok(false) };
+        let Some(dir) = checkpoint::latest(&self.run_dir)? else {
+            return Ok(false);
+        };
         let (state, opt_state, config) = checkpoint::load(&dir, self.model)?;
-        let stored: TrainConfig = toml::from_str(&config).with_context(|| format!("{}/config.toml", dir.display()))?;
+        let stored: TrainConfig =
+            toml::from_str(&config).with_context(|| format!("{}/config.toml", dir.display()))?;
         if stored != self.cfg {
-            tracing::warn!("the configuration differs from the checkpoint's; continuing with the new one");
+            tracing::warn!(
+                "the configuration differs from the checkpoint's; continuing with the new one"
+            );
         }
         self.opt.load_state(&opt_state)?;
         self.state = state;
-        tracing::info!("resumed from {} at batch {}", dir.display(), self.state.batches_done);
+        tracing::info!(
+            "resumed from {} at batch {}",
+            dir.display(),
+            self.state.batches_done
+        );
         Ok(true)
     }
 
@@ -98,7 +134,9 @@ impl<'a> Trainer<'a> {
     /// Optimiser steps in the whole run (for the schedule).
     pub fn total_steps(&self) -> u64 {
         let t = &self.cfg.train;
-        self.total_batches() * u64::from(self.cfg.ppo.epochs) * (t.batch_size / t.minibatch_size) as u64
+        self.total_batches()
+            * u64::from(self.cfg.ppo.epochs)
+            * (t.batch_size / t.minibatch_size) as u64
     }
 
     /// Samples `[start, start + batch)` of the current pass.
@@ -110,7 +148,11 @@ impl<'a> Trainer<'a> {
     }
 
     /// Runs batches until the run is done or `stop_after` more batches ran.
-    pub fn run(&mut self, stop_after: Option<u64>, mut on_batch: impl FnMut(&BatchMetrics)) -> Result<()> {
+    pub fn run(
+        &mut self,
+        stop_after: Option<u64>,
+        mut on_batch: impl FnMut(&BatchMetrics),
+    ) -> Result<()> {
         if self.metrics.is_none() {
             self.metrics = Some(MetricsWriter::append(&self.run_dir.join("metrics.jsonl"))?);
         }
@@ -134,7 +176,11 @@ impl<'a> Trainer<'a> {
     /// Writes a checkpoint of the current state.
     pub fn save(&self) -> Result<PathBuf> {
         let config_toml = self.cfg.to_toml()?;
-        let parts = CheckpointParts { state: &self.state, config_toml: &config_toml, optimizer: self.opt.state() };
+        let parts = CheckpointParts {
+            state: &self.state,
+            config_toml: &config_toml,
+            optimizer: self.opt.state(),
+        };
         let dir = checkpoint::save(&self.run_dir, self.model, parts)?;
         tracing::info!("checkpoint {}", dir.display());
         Ok(dir)
@@ -148,10 +194,25 @@ impl<'a> Trainer<'a> {
         let mut timings = Timings::default();
         let indices = self.batch_indices(batch);
         let sampling = self.sampling(seed);
-        let ro = rollout::collect(self.model, self.tokenizer, self.task, &indices, &sampling, &self.rewarder, &mut timings)?;
+        let ro = rollout::collect(
+            self.model,
+            self.tokenizer,
+            self.task,
+            &indices,
+            &sampling,
+            &self.rewarder,
+            &mut timings,
+        )?;
         let t = Instant::now();
         let p = &self.cfg.ppo;
-        let (adv, returns) = losses::batch_advantages(&ro.values, &ro.rewards, &ro.mask, p.gamma, p.lam, p.whiten_eps)?;
+        let (adv, returns) = losses::batch_advantages(
+            &ro.values,
+            &ro.rewards,
+            &ro.mask,
+            p.gamma,
+            p.lam,
+            p.whiten_eps,
+        )?;
         let upd = self.update(&ro, &adv, &returns, seed)?;
         timings.update += t.elapsed().as_secs_f64();
         self.state.batches_done += 1;
@@ -170,7 +231,13 @@ impl<'a> Trainer<'a> {
         s
     }
 
-    fn update(&mut self, ro: &Rollout, adv: &Tensor, returns: &Tensor, seed: u64) -> Result<UpdateStats> {
+    fn update(
+        &mut self,
+        ro: &Rollout,
+        adv: &Tensor,
+        returns: &Tensor,
+        seed: u64,
+    ) -> Result<UpdateStats> {
         let (b, mb) = (self.cfg.train.batch_size, self.cfg.train.minibatch_size);
         let mut shuffle = SamplerRng::new(seed ^ 0x5EED_0F_5E1F);
         let mut acc = UpdateStats::default();
@@ -178,7 +245,8 @@ impl<'a> Trainer<'a> {
         for _epoch in 0..self.cfg.ppo.epochs {
             let order = permutation(b, &mut shuffle);
             for chunk in order.chunks(mb) {
-                let idx = Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>()).to(ro.input_ids.device());
+                let idx = Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>())
+                    .to(ro.input_ids.device());
                 let lr = self.cfg.learning_rate(self.opt.steps(), total_steps);
                 let s = self.minibatch(ro, adv, returns, &idx)?;
                 let loss = &s.0 + &s.1 * self.cfg.ppo.vf_coef;
@@ -195,22 +263,51 @@ impl<'a> Trainer<'a> {
     }
 
     /// Losses of one minibatch: (policy loss, value loss, diagnostics).
-    fn minibatch(&self, ro: &Rollout, adv: &Tensor, returns: &Tensor, idx: &Tensor) -> Result<(Tensor, Tensor, StepStats)> {
+    fn minibatch(
+        &self,
+        ro: &Rollout,
+        adv: &Tensor,
+        returns: &Tensor,
+        idx: &Tensor,
+    ) -> Result<(Tensor, Tensor, StepStats)> {
         let sel = |t: &Tensor| t.index_select(0, idx);
         let ids = sel(&ro.input_ids);
         let mask2d = sel(&ro.attention_mask);
         let pixels = ro.pixel_values.as_ref().map(sel);
-        let batch = Batch { input_ids: &ids, attention_mask: Some(&mask2d), pixel_values: pixels.as_ref() };
+        let batch = Batch {
+            input_ids: &ids,
+            attention_mask: Some(&mask2d),
+            pixel_values: pixels.as_ref(),
+        };
         let train = self.cfg.model.lora_dropout > 0.0;
         let out = self.model.forward(&batch, train)?;
         let (p0, r) = (ro.prompt_width - 1, ro.mask.size()[1]);
         let logits = out.logits.narrow(1, p0, r);
         let target = ids.narrow(1, p0 + 1, r).unsqueeze(-1);
-        let new_lp = logits.log_softmax(-1, Kind::Float).gather(-1, &target, false).squeeze_dim(-1);
-        let values = out.values.context("the policy has no value head")?.narrow(1, p0, r).to_kind(Kind::Float);
+        let new_lp = logits
+            .log_softmax(-1, Kind::Float)
+            .gather(-1, &target, false)
+            .squeeze_dim(-1);
+        let values = out
+            .values
+            .context("the policy has no value head")?
+            .narrow(1, p0, r)
+            .to_kind(Kind::Float);
         let mask = sel(&ro.mask);
-        let pl = losses::policy_loss(&new_lp, &sel(&ro.logprobs), &sel(adv), &mask, self.cfg.ppo.cliprange)?;
-        let vl = losses::value_loss(&values, &sel(&ro.values), &sel(returns), &mask, self.cfg.ppo.cliprange_value)?;
+        let pl = losses::policy_loss(
+            &new_lp,
+            &sel(&ro.logprobs),
+            &sel(adv),
+            &mask,
+            self.cfg.ppo.cliprange,
+        )?;
+        let vl = losses::value_loss(
+            &values,
+            &sel(&ro.values),
+            &sel(returns),
+            &mask,
+            self.cfg.ppo.cliprange_value,
+        )?;
         let entropy = losses::masked_entropy(&logits.detach(), &mask)?;
         let stats = StepStats {
             policy_loss: pl.loss.double_value(&[]),
@@ -223,9 +320,17 @@ impl<'a> Trainer<'a> {
         Ok((pl.loss, vl.loss, stats))
     }
 
-    fn batch_metrics(&self, batch: u64, ro: &Rollout, u: UpdateStats, seconds: Timings) -> BatchMetrics {
+    fn batch_metrics(
+        &self,
+        batch: u64,
+        ro: &Rollout,
+        u: UpdateStats,
+        seconds: Timings,
+    ) -> BatchMetrics {
         let n = ro.summaries.len().max(1) as f64;
-        let sum = |f: fn(&reward_core::reward::RewardSummary) -> f64| ro.summaries.iter().map(f).sum::<f64>() / n;
+        let sum = |f: fn(&reward_core::reward::RewardSummary) -> f64| {
+            ro.summaries.iter().map(f).sum::<f64>() / n
+        };
         let mentions: usize = ro.summaries.iter().map(|s| s.mentions).sum();
         let negative: usize = ro.summaries.iter().map(|s| s.negative).sum();
         BatchMetrics {
@@ -243,7 +348,11 @@ impl<'a> Trainer<'a> {
             entropy: u.mean.entropy,
             mentions: mentions as u64,
             repeats: ro.summaries.iter().map(|s| s.repeats as u64).sum(),
-            hallucination_rate: if mentions == 0 { 0.0 } else { negative as f64 / mentions as f64 },
+            hallucination_rate: if mentions == 0 {
+                0.0
+            } else {
+                negative as f64 / mentions as f64
+            },
             response_tokens: ro.lengths.iter().sum::<usize>() as f64 / n,
             grad_norm: u.grad_norm,
             skipped_samples: self.state.skipped_samples,

@@ -71,9 +71,14 @@ pub trait Task {
 /// that adds no text (a special token, half of a UTF-8 character) gets an
 /// empty range at the current end.
 pub fn decode_with_offsets(tok: &Tokenizer, ids: &[i64]) -> Result<(String, Vec<(usize, usize)>)> {
-    let ids: Vec<u32> =
-        ids.iter().map(|&i| u32::try_from(i).map_err(|_| anyhow!("token id {i} is negative"))).collect::<Result<_>>()?;
-    let decode = |n: usize| tok.decode(&ids[..n], true).map_err(|e| anyhow!("decoding: {e}"));
+    let ids: Vec<u32> = ids
+        .iter()
+        .map(|&i| u32::try_from(i).map_err(|_| anyhow!("token id {i} is negative")))
+        .collect::<Result<_>>()?;
+    let decode = |n: usize| {
+        tok.decode(&ids[..n], true)
+            .map_err(|e| anyhow!("decoding: {e}"))
+    };
     let text = decode(ids.len())?;
     let mut offsets = Vec::with_capacity(ids.len());
     let mut prev = 0usize;
@@ -81,7 +86,11 @@ pub fn decode_with_offsets(tok: &Tokenizer, ids: &[i64]) -> Result<(String, Vec<
         let prefix = decode(n)?;
         // Clamp to a prefix of the final text: a partial UTF-8 sequence decodes
         // to U+FFFD until its last byte arrives.
-        let common = prefix.bytes().zip(text.bytes()).take_while(|(a, b)| a == b).count();
+        let common = prefix
+            .bytes()
+            .zip(text.bytes())
+            .take_while(|(a, b)| a == b)
+            .count();
         let end = common.max(prev).min(text.len());
         offsets.push((prev, end));
         prev = end;
@@ -130,13 +139,22 @@ pub fn collect(
     timings: &mut Timings,
 ) -> Result<Rollout> {
     let t0 = Instant::now();
-    let prompts: Vec<Prompt> = indices.iter().map(|&i| task.prompt(i)).collect::<Result<_>>()?;
+    let prompts: Vec<Prompt> = indices
+        .iter()
+        .map(|&i| task.prompt(i))
+        .collect::<Result<_>>()?;
     let ids: Vec<Vec<i64>> = prompts.iter().map(|p| p.ids.clone()).collect();
-    let pixels: Vec<&Tensor> = prompts.iter().filter_map(|p| p.pixel_values.as_ref()).collect();
+    let pixels: Vec<&Tensor> = prompts
+        .iter()
+        .filter_map(|p| p.pixel_values.as_ref())
+        .collect();
     let pixel_values = match pixels.len() {
         0 => None,
         n if n == prompts.len() => Some(Tensor::cat(&pixels, 0)),
-        n => bail!("{n} of {} prompts have an image: a batch must be all-image or all-text", prompts.len()),
+        n => bail!(
+            "{n} of {} prompts have an image: a batch must be all-image or all-text",
+            prompts.len()
+        ),
     };
     let responses = generate(model, &ids, pixel_values.as_ref(), sampling)?;
     if responses.iter().any(Vec::is_empty) {
@@ -147,11 +165,16 @@ pub fn collect(
     let t1 = Instant::now();
     let dev = model.device();
     let (prompt_ids, prompt_mask) = pad_batch(&ids, sampling.pad_token_id, PaddingSide::Left, dev);
-    let (resp_ids, resp_mask) = pad_batch(&responses, sampling.pad_token_id, PaddingSide::Right, dev);
+    let (resp_ids, resp_mask) =
+        pad_batch(&responses, sampling.pad_token_id, PaddingSide::Right, dev);
     let input_ids = Tensor::cat(&[&prompt_ids, &resp_ids], 1);
     let attention_mask = Tensor::cat(&[&prompt_mask, &resp_mask], 1);
     let (p_width, r_width) = (prompt_ids.size()[1], resp_ids.size()[1]);
-    let batch = Batch { input_ids: &input_ids, attention_mask: Some(&attention_mask), pixel_values: pixel_values.as_ref() };
+    let batch = Batch {
+        input_ids: &input_ids,
+        attention_mask: Some(&attention_mask),
+        pixel_values: pixel_values.as_ref(),
+    };
     let (logprobs, values, ref_logprobs) = tch::no_grad(|| -> Result<_> {
         let (lp, v) = model.token_logprobs(&batch, false)?;
         let v = v.context("the policy has no value head (LoadOptions::value_head)")?;
@@ -163,12 +186,21 @@ pub fn collect(
 
     let t2 = Instant::now();
     let lp_rows = Vec::<Vec<f64>>::try_from(logprobs.to_device(Device::Cpu).to_kind(Kind::Double))?;
-    let ref_rows = Vec::<Vec<f64>>::try_from(ref_logprobs.to_device(Device::Cpu).to_kind(Kind::Double))?;
+    let ref_rows =
+        Vec::<Vec<f64>>::try_from(ref_logprobs.to_device(Device::Cpu).to_kind(Kind::Double))?;
     let mut rewards = vec![0.0f64; (indices.len() as i64 * r_width) as usize];
-    let (mut summaries, mut texts, mut lengths, mut hallucinated) = (Vec::new(), Vec::new(), Vec::new(), 0);
+    let (mut summaries, mut texts, mut lengths, mut hallucinated) =
+        (Vec::new(), Vec::new(), Vec::new(), 0);
     for (row, (&index, resp)) in indices.iter().zip(&responses).enumerate() {
         let (text, offsets) = decode_with_offsets(tokenizer, resp)?;
-        let scored = task.score(index, &ResponseText { tokens: resp, text: &text, offsets: &offsets })?;
+        let scored = task.score(
+            index,
+            &ResponseText {
+                tokens: resp,
+                text: &text,
+                offsets: &offsets,
+            },
+        )?;
         let n = resp.len();
         let response = Response {
             len: n,
@@ -177,7 +209,9 @@ pub fn collect(
             policy_logprobs: &lp_rows[row][..n],
             ref_logprobs: &ref_rows[row][..n],
         };
-        let r = rewarder.rewards(&response).map_err(|e| anyhow!("sample {index}: {e}"))?;
+        let r = rewarder
+            .rewards(&response)
+            .map_err(|e| anyhow!("sample {index}: {e}"))?;
         let start = row * r_width as usize;
         rewards[start..start + n].copy_from_slice(&r.rewards);
         summaries.push(r.summary);
@@ -185,7 +219,10 @@ pub fn collect(
         lengths.push(n);
         texts.push(text);
     }
-    let rewards = Tensor::from_slice(&rewards).view([indices.len() as i64, r_width]).to_kind(Kind::Float).to(dev);
+    let rewards = Tensor::from_slice(&rewards)
+        .view([indices.len() as i64, r_width])
+        .to_kind(Kind::Float)
+        .to(dev);
     timings.scoring += t2.elapsed().as_secs_f64();
     Ok(Rollout {
         mask: resp_mask.ne(0),
@@ -212,10 +249,14 @@ pub fn score_mentions(
     mentions: &[reward_core::Mention],
     mut score: impl FnMut(&str) -> Result<f64>,
 ) -> Result<Vec<ScoredMention>> {
-    let aligned = align_mentions(mentions, response.offsets).map_err(|e| anyhow!("aligning mentions: {e}"))?;
+    let aligned = align_mentions(mentions, response.offsets)
+        .map_err(|e| anyhow!("aligning mentions: {e}"))?;
     let mut out = Vec::with_capacity(aligned.len());
     for a in aligned {
-        let text = a.mention.text(response.text).context("mention outside the response text")?;
+        let text = a
+            .mention
+            .text(response.text)
+            .context("mention outside the response text")?;
         let s = score(text)?;
         if let Some(m) = a.scored(s) {
             out.push(m);

@@ -34,23 +34,43 @@ pub struct CacheVerifier {
 
 impl CacheVerifier {
     /// Loads both caches; they must come from the same CLIP model.
-    pub fn load(text: &Path, images: &Path, score: &str, clip_model: Option<&Path>) -> Result<Self> {
+    pub fn load(
+        text: &Path,
+        images: &Path,
+        score: &str,
+        clip_model: Option<&Path>,
+    ) -> Result<Self> {
         let text = EmbeddingCache::load(text).map_err(|e| anyhow!("{e}"))?;
         let images = EmbeddingCache::load(images).map_err(|e| anyhow!("{e}"))?;
-        text.check_kind(CacheKind::Vocab).map_err(|e| anyhow!("{e}"))?;
-        images.check_kind(CacheKind::Images).map_err(|e| anyhow!("{e}"))?;
-        images.check_model(&text.meta().model_hash).map_err(|e| anyhow!("{e}"))?;
+        text.check_kind(CacheKind::Vocab)
+            .map_err(|e| anyhow!("{e}"))?;
+        images
+            .check_kind(CacheKind::Images)
+            .map_err(|e| anyhow!("{e}"))?;
+        images
+            .check_model(&text.meta().model_hash)
+            .map_err(|e| anyhow!("{e}"))?;
         let kind: ScoreKind = score.parse().map_err(|e| anyhow!("verifier.score: {e}"))?;
-        let scorer = Scorer { kind, logit_scale: text.meta().logit_scale };
-        let clip = clip_model.map(|p| ClipModel::load(p).map_err(|e| anyhow!("{e}"))).transpose()?;
-        Ok(CacheVerifier { text, images, scorer, clip })
+        let scorer = Scorer {
+            kind,
+            logit_scale: text.meta().logit_scale,
+        };
+        let clip = clip_model
+            .map(|p| ClipModel::load(p).map_err(|e| anyhow!("{e}")))
+            .transpose()?;
+        Ok(CacheVerifier {
+            text,
+            images,
+            scorer,
+            clip,
+        })
     }
 
     /// The cached embedding of an image file, by content digest.
     pub fn image_embedding(&self, bytes: &[u8], name: &str) -> Result<&[f32]> {
-        self.images
-            .image(&sha256_digest(bytes))
-            .with_context(|| format!("image {name} is not in the image cache (run `fisao embed images`)"))
+        self.images.image(&sha256_digest(bytes)).with_context(|| {
+            format!("image {name} is not in the image cache (run `fisao embed images`)")
+        })
     }
 
     /// The verifier as baseline.json records it.
@@ -67,14 +87,26 @@ impl CacheVerifier {
     /// `s(form, image)`.
     pub fn object_score(&self, form: &str, image: &[f32]) -> Result<f64> {
         let key = normalise(form);
-        let t = self.text.form(&key).with_context(|| format!("surface form {key:?} is not in the vocabulary cache"))?;
-        Ok(f64::from(self.scorer.score(t, image).map_err(|e| anyhow!("{e}"))?))
+        let t = self
+            .text
+            .form(&key)
+            .with_context(|| format!("surface form {key:?} is not in the vocabulary cache"))?;
+        Ok(f64::from(
+            self.scorer.score(t, image).map_err(|e| anyhow!("{e}"))?,
+        ))
     }
 
     /// The whole response's score (needs the CLIP model).
     pub fn sentence_score(&self, text: &str, image: &[f32]) -> Result<f64> {
-        let clip = self.clip.as_ref().context("sentence scores need the CLIP model: set verifier.clip_model")?;
-        Ok(f64::from(sentence_score(clip, &self.scorer, text, image).map_err(|e| anyhow!("{e}"))?.score))
+        let clip = self
+            .clip
+            .as_ref()
+            .context("sentence scores need the CLIP model: set verifier.clip_model")?;
+        Ok(f64::from(
+            sentence_score(clip, &self.scorer, text, image)
+                .map_err(|e| anyhow!("{e}"))?
+                .score,
+        ))
     }
 }
 
@@ -112,12 +144,18 @@ impl CocoTask {
     }
 
     fn bytes(&self, index: usize) -> Result<std::sync::Arc<Vec<u8>>> {
-        let mut cache = self.image_bytes.lock().map_err(|_| anyhow!("image cache lock poisoned"))?;
+        let mut cache = self
+            .image_bytes
+            .lock()
+            .map_err(|_| anyhow!("image cache lock poisoned"))?;
         if let Some(b) = cache.get(&index) {
             return Ok(b.clone());
         }
         let s = &self.data.samples[index];
-        let b = std::sync::Arc::new(std::fs::read(&s.image).with_context(|| format!("reading image {}", s.image.display()))?);
+        let b = std::sync::Arc::new(
+            std::fs::read(&s.image)
+                .with_context(|| format!("reading image {}", s.image.display()))?,
+        );
         // Only the current batch is kept.
         if cache.len() > 64 {
             cache.clear();
@@ -130,7 +168,9 @@ impl CocoTask {
     pub fn score_text(&self, index: usize, text: &str) -> Result<Vec<(EntityId, f64, bool)>> {
         let s = &self.data.samples[index];
         let bytes = self.bytes(index)?;
-        let image = self.verifier.image_embedding(&bytes, &s.image.display().to_string())?;
+        let image = self
+            .verifier
+            .image_embedding(&bytes, &s.image.display().to_string())?;
         let gt = self.data.ground_truth.get(&s.image_id);
         self.matcher
             .find(text)
@@ -147,7 +187,9 @@ impl CocoTask {
     pub fn sentence_score(&self, index: usize, text: &str) -> Result<f64> {
         let s = &self.data.samples[index];
         let bytes = self.bytes(index)?;
-        let image = self.verifier.image_embedding(&bytes, &s.image.display().to_string())?;
+        let image = self
+            .verifier
+            .image_embedding(&bytes, &s.image.display().to_string())?;
         self.verifier.sentence_score(text, image)
     }
 
@@ -173,23 +215,43 @@ impl Task for CocoTask {
     }
 
     fn prompt(&self, index: usize) -> Result<Prompt> {
-        let s = self.data.samples.get(index).with_context(|| format!("no sample {index}"))?;
-        let ids = self.tokenizer.encode_chat(&[Message::user(&s.prompt, 1)], true)?;
+        let s = self
+            .data
+            .samples
+            .get(index)
+            .with_context(|| format!("no sample {index}"))?;
+        let ids = self
+            .tokenizer
+            .encode_chat(&[Message::user(&s.prompt, 1)], true)?;
         let bytes = self.bytes(index)?;
         let name = s.image.display().to_string();
-        let pixels = preprocess_bytes(&bytes, &name, &self.preprocess, &ImageLimits::default()).map_err(|e| anyhow!("{e}"))?;
-        let (h, w) = (i64::from(self.preprocess.crop_height), i64::from(self.preprocess.crop_width));
-        Ok(Prompt { ids, pixel_values: Some(Tensor::from_slice(&pixels).view([1, 3, h, w])) })
+        let pixels = preprocess_bytes(&bytes, &name, &self.preprocess, &ImageLimits::default())
+            .map_err(|e| anyhow!("{e}"))?;
+        let (h, w) = (
+            i64::from(self.preprocess.crop_height),
+            i64::from(self.preprocess.crop_width),
+        );
+        Ok(Prompt {
+            ids,
+            pixel_values: Some(Tensor::from_slice(&pixels).view([1, 3, h, w])),
+        })
     }
 
     fn score(&self, index: usize, response: &ResponseText) -> Result<Scored> {
         let s = &self.data.samples[index];
         let bytes = self.bytes(index)?;
-        let image = self.verifier.image_embedding(&bytes, &s.image.display().to_string())?;
+        let image = self
+            .verifier
+            .image_embedding(&bytes, &s.image.display().to_string())?;
         let mentions = self.matcher.find(response.text);
         let gt = self.data.ground_truth.get(&s.image_id);
-        let hallucinated = mentions.iter().filter(|m| !gt.is_some_and(|g| g.contains(&m.entity))).count();
-        let scored = score_mentions(response, &mentions, |form| self.verifier.object_score(form, image))?;
+        let hallucinated = mentions
+            .iter()
+            .filter(|m| !gt.is_some_and(|g| g.contains(&m.entity)))
+            .count();
+        let scored = score_mentions(response, &mentions, |form| {
+            self.verifier.object_score(form, image)
+        })?;
         let sentence_score = if self.sentence {
             if response.text.trim().is_empty() {
                 bail!("sample {}: empty response text", s.id);
@@ -198,6 +260,10 @@ impl Task for CocoTask {
         } else {
             None
         };
-        Ok(Scored { mentions: scored, sentence_score, hallucinated })
+        Ok(Scored {
+            mentions: scored,
+            sentence_score,
+            hallucinated,
+        })
     }
 }

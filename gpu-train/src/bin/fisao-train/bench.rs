@@ -47,14 +47,23 @@ impl Task for RandomTask {
         self.prompts.len()
     }
     fn prompt(&self, i: usize) -> Result<Prompt> {
-        Ok(Prompt { ids: self.prompts[i].clone(), pixel_values: Some(self.pixels.narrow(0, i as i64, 1)) })
+        Ok(Prompt {
+            ids: self.prompts[i].clone(),
+            pixel_values: Some(self.pixels.narrow(0, i as i64, 1)),
+        })
     }
     fn score(&self, _: usize, r: &ResponseText) -> Result<Scored> {
         let mentions = (r.tokens.iter().enumerate())
             .filter(|(_, t)| **t % 97 == 0)
-            .map(|(k, t)| ScoredMention::at(k, 10.0 + (*t % 23) as f64, EntityId((*t % 500) as u16)))
+            .map(|(k, t)| {
+                ScoredMention::at(k, 10.0 + (*t % 23) as f64, EntityId((*t % 500) as u16))
+            })
             .collect();
-        Ok(Scored { mentions, sentence_score: None, hallucinated: 0 })
+        Ok(Scored {
+            mentions,
+            sentence_score: None,
+            hallucinated: 0,
+        })
     }
 }
 
@@ -62,30 +71,53 @@ impl Task for RandomTask {
 /// offsets does the same work as on the real tokenizer.
 fn id_tokenizer(vocab: i64) -> Result<Tokenizer> {
     let map: HashMap<String, u32> = (0..vocab as u32).map(|i| (format!("t{i}"), i)).collect();
-    let model = WordLevel::builder().vocab(map.into_iter().collect()).unk_token("t0".into()).build().map_err(|e| anyhow!("{e}"))?;
+    let model = WordLevel::builder()
+        .vocab(map.into_iter().collect())
+        .unk_token("t0".into())
+        .build()
+        .map_err(|e| anyhow!("{e}"))?;
     Ok(Tokenizer::new(model))
 }
 
 fn gpu_used_mib() -> Option<f64> {
-    let out = std::process::Command::new("nvidia-smi").args(["--query-gpu=memory.used", "--format=csv,noheader,nounits"]).output().ok()?;
-    String::from_utf8_lossy(&out.stdout).lines().next()?.trim().parse().ok()
+    let out = std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=memory.used", "--format=csv,noheader,nounits"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 pub fn run(tiny: bool, batch: usize, new_tokens: i64, lora_r: i64) -> Result<()> {
     let (config, device) = if tiny {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/llava/tiny-new/config.json"))?;
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/llava/tiny-new/config.json"
+        ))?;
         (LlavaConfig::from_json(&text)?, Device::Cpu)
     } else {
-        (LlavaConfig::from_json(LLAVA_7B)?, Device::cuda_if_available())
+        (
+            LlavaConfig::from_json(LLAVA_7B)?,
+            Device::cuda_if_available(),
+        )
     };
     let mut opts = LoadOptions::for_device(device);
-    opts.lora = Some(LoraConfig { r: lora_r, alpha: 2.0 * lora_r as f64, dropout: 0.0, ..Default::default() });
+    opts.lora = Some(LoraConfig {
+        r: lora_r,
+        alpha: 2.0 * lora_r as f64,
+        dropout: 0.0,
+        ..Default::default()
+    });
     opts.value_head = true;
     tch::manual_seed(0);
     let t0 = Instant::now();
     let model = LlavaModel::from_config(config, &opts)?;
     // Random base weights stand in for a checkpoint: frozen, as when loaded.
-    for mut t in model.base_vs().trainable_variables() {
+    for t in model.base_vs().trainable_variables() {
         let _ = t.set_requires_grad(false);
     }
     let build_s = t0.elapsed().as_secs_f64();
@@ -102,20 +134,37 @@ pub fn run(tiny: bool, batch: usize, new_tokens: i64, lora_r: i64) -> Result<()>
         })
         .collect();
     let v = &c.vision;
-    let pixels = Tensor::randn([batch as i64, v.num_channels, v.image_size, v.image_size], (Kind::Float, device));
+    let pixels = Tensor::randn(
+        [batch as i64, v.num_channels, v.image_size, v.image_size],
+        (Kind::Float, device),
+    );
     let task = RandomTask { prompts, pixels };
     let mut cfg = TrainConfig::default();
-    (cfg.train.batch_size, cfg.train.minibatch_size, cfg.train.max_new_tokens) = (batch, (batch / 2).max(1), new_tokens);
-    cfg.train.out_dir = std::env::temp_dir().join(format!("fisao-ppo-bench-{}", std::process::id()));
+    (
+        cfg.train.batch_size,
+        cfg.train.minibatch_size,
+        cfg.train.max_new_tokens,
+    ) = (batch, (batch / 2).max(1), new_tokens);
+    cfg.train.out_dir =
+        std::env::temp_dir().join(format!("fisao-ppo-bench-{}", std::process::id()));
     cfg.train.checkpoint_every = u64::MAX;
-    let info = VerifierInfo { model: "synthetic".into(), model_hash: "sha256:0".into(), score: ScoreKind::Cosine100, template: "{}".into() };
+    let info = VerifierInfo {
+        model: "synthetic".into(),
+        model_hash: "sha256:0".into(),
+        score: ScoreKind::Cosine100,
+        template: "{}".into(),
+    };
     let mut b = Baselines::new(ScoreLevel::Object, info);
-    for (class, xs) in [(ScoreClass::Correct, [26.0, 32.0]), (ScoreClass::Hallucinated, [10.0, 16.0])] {
+    for (class, xs) in [
+        (ScoreClass::Correct, [26.0, 32.0]),
+        (ScoreClass::Hallucinated, [10.0, 16.0]),
+    ] {
         for x in xs {
             b.push(class, x).map_err(|e| anyhow!("{e}"))?;
         }
     }
-    let rewarder = TokenRewarder::from_baselines(cfg.reward.clone(), Some(&b)).map_err(|e| anyhow!("{e}"))?;
+    let rewarder =
+        TokenRewarder::from_baselines(cfg.reward.clone(), Some(&b)).map_err(|e| anyhow!("{e}"))?;
     let tok = id_tokenizer(vocab)?;
     let out_dir = cfg.train.out_dir.clone();
     let mut trainer = Trainer::new(cfg, &model, &tok, &task, rewarder, &out_dir)?;

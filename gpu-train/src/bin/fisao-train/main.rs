@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
 use clap::{Parser, Subcommand, ValueEnum};
-use gpu_train::llava::{LlavaModel, LlavaTokenizer, LoadOptions, LoraConfig, LoraTarget, DEFAULT_TARGET, SamplingConfig};
+use gpu_train::llava::{
+    DEFAULT_TARGET, LlavaModel, LlavaTokenizer, LoadOptions, LoraConfig, LoraTarget, SamplingConfig,
+};
 use gpu_train::trainer::config::TrainConfig;
 use gpu_train::trainer::ppo::Trainer;
 use gpu_train::trainer::task::{CacheVerifier, CocoTask};
@@ -23,7 +25,10 @@ use reward_core::reward::{RewardMode, TokenRewarder};
 use reward_core::vocab::{Expansion, Vocabulary};
 
 #[derive(Parser)]
-#[command(name = "fisao-train", about = "FiSAO: token-level, CLIP-verified PPO for LLaVA")]
+#[command(
+    name = "fisao-train",
+    about = "FiSAO: token-level, CLIP-verified PPO for LLaVA"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -131,14 +136,24 @@ fn resolve(common: &Common, reward: Option<Reward>) -> Result<TrainConfig> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Bench { tiny, batch, new_tokens, lora_r } => bench::run(tiny, batch, new_tokens, lora_r),
+        Command::Bench {
+            tiny,
+            batch,
+            new_tokens,
+            lora_r,
+        } => bench::run(tiny, batch, new_tokens, lora_r),
         Command::Config { common } => resolve(&common, None).map(|_| ()),
         Command::Baseline { common, out } => {
             let cfg = resolve(&common, None)?;
             let out = out.unwrap_or_else(|| cfg.train.out_dir.join("baseline"));
             run_baseline(&cfg, &out)
         }
-        Command::Ppo { common, reward, resume, max_batches } => {
+        Command::Ppo {
+            common,
+            reward,
+            resume,
+            max_batches,
+        } => {
             let cfg = resolve(&common, reward)?;
             run_ppo(cfg, resume, max_batches)
         }
@@ -152,14 +167,33 @@ fn load_task(cfg: &TrainConfig, model: &LlavaModel, sentence: bool) -> Result<Co
     if dataset.skipped.total() > 0 {
         tracing::warn!("skipped samples: {:?}", dataset.skipped);
     }
-    tracing::info!("{} samples, {} images with ground truth", dataset.samples.len(), dataset.ground_truth.len());
+    tracing::info!(
+        "{} samples, {} images with ground truth",
+        dataset.samples.len(),
+        dataset.ground_truth.len()
+    );
     let v = &cfg.verifier;
-    let verifier = CacheVerifier::load(&v.text_cache, &v.image_cache, &v.score, v.clip_model.as_deref())?;
-    let tok_path = cfg.model.tokenizer.clone().unwrap_or_else(|| cfg.model.path.join("tokenizer.json"));
+    let verifier = CacheVerifier::load(
+        &v.text_cache,
+        &v.image_cache,
+        &v.score,
+        v.clip_model.as_deref(),
+    )?;
+    let tok_path = cfg
+        .model
+        .tokenizer
+        .clone()
+        .unwrap_or_else(|| cfg.model.path.join("tokenizer.json"));
     let mc = &model.config;
-    let tokenizer = LlavaTokenizer::from_file(&tok_path, mc.image_token_id, mc.image_tokens_per_image() as usize)?;
+    let tokenizer = LlavaTokenizer::from_file(
+        &tok_path,
+        mc.image_token_id,
+        mc.image_tokens_per_image() as usize,
+    )?;
     let size = u32::try_from(mc.vision.image_size).context("vision image_size")?;
-    Ok(CocoTask::new(dataset, tokenizer, size, &vocab, verifier, sentence))
+    Ok(CocoTask::new(
+        dataset, tokenizer, size, &vocab, verifier, sentence,
+    ))
 }
 
 fn load_model(cfg: &TrainConfig, lora: bool) -> Result<LlavaModel> {
@@ -180,8 +214,10 @@ fn load_model(cfg: &TrainConfig, lora: bool) -> Result<LlavaModel> {
 
 fn bar(len: u64, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(len);
-    let style = ProgressStyle::with_template(&format!("{what} {{bar:40}} {{pos}}/{{len}} [{{elapsed_precise}} < {{eta_precise}}] {{msg}}"))
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style = ProgressStyle::with_template(&format!(
+        "{what} {{bar:40}} {{pos}}/{{len}} [{{elapsed_precise}} < {{eta_precise}}] {{msg}}"
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
     pb.set_style(style);
     pb
 }
@@ -194,8 +230,13 @@ fn run_baseline(cfg: &TrainConfig, out: &Path) -> Result<()> {
     sampling.top_p = cfg.train.top_p;
     sampling.seed = Some(cfg.train.seed);
     tch::manual_seed(cfg.train.seed as i64);
-    let pb = bar(gpu_train::trainer::rollout::Task::len(&task) as u64, "baseline");
-    let scores = baseline::collect(&model, &task, cfg.train.batch_size, &sampling, |n| pb.inc(n as u64))?;
+    let pb = bar(
+        gpu_train::trainer::rollout::Task::len(&task) as u64,
+        "baseline",
+    );
+    let scores = baseline::collect(&model, &task, cfg.train.batch_size, &sampling, |n| {
+        pb.inc(n as u64)
+    })?;
     pb.finish();
     let info = task.verifier().info(&cfg.verifier.model_name);
     for p in baseline::write(out, &info, &scores)? {
@@ -205,8 +246,10 @@ fn run_baseline(cfg: &TrainConfig, out: &Path) -> Result<()> {
 }
 
 fn read_baseline(path: &Path) -> Result<Baselines> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{}: not a valid baseline.json", path.display()))
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a valid baseline.json", path.display()))
 }
 
 fn run_ppo(cfg: TrainConfig, resume: bool, max_batches: Option<u64>) -> Result<()> {
@@ -219,23 +262,38 @@ fn run_ppo(cfg: TrainConfig, resume: bool, max_batches: Option<u64>) -> Result<(
         RewardMode::KlOnly => None,
     };
     if let Some(b) = &baselines {
-        b.verifier.check_same(&task.verifier().info(&b.verifier.model)).map_err(|e| anyhow!("baseline vs caches: {e}"))?;
+        b.verifier
+            .check_same(&task.verifier().info(&b.verifier.model))
+            .map_err(|e| anyhow!("baseline vs caches: {e}"))?;
     }
-    let rewarder = TokenRewarder::from_baselines(cfg.reward.clone(), baselines.as_ref()).map_err(|e| anyhow!("reward: {e}"))?;
+    let rewarder = TokenRewarder::from_baselines(cfg.reward.clone(), baselines.as_ref())
+        .map_err(|e| anyhow!("reward: {e}"))?;
     let out = cfg.train.out_dir.clone();
     let tok = task.tokenizer().inner().clone();
     let skipped = task.data.skipped.total();
     let mut trainer = Trainer::new(cfg, &model, &tok, &task, rewarder, &out)?;
     trainer.state.skipped_samples = skipped;
     if resume && !trainer.resume()? {
-        tracing::warn!("--resume: no checkpoint in {}, starting fresh", out.display());
+        tracing::warn!(
+            "--resume: no checkpoint in {}, starting fresh",
+            out.display()
+        );
     }
     let pb = bar(trainer.total_batches(), "ppo");
     pb.set_position(trainer.state.batches_done);
     trainer.run(max_batches, |m| {
         pb.inc(1);
-        pb.set_message(format!("reward {:.3} kl {:.3} halluc {:.2}", m.reward, m.kl, m.hallucination_rate));
-        tracing::info!(batch = m.batch, reward = m.reward, kl = m.kl, clip_frac = m.clip_frac, "batch done");
+        pb.set_message(format!(
+            "reward {:.3} kl {:.3} halluc {:.2}",
+            m.reward, m.kl, m.hallucination_rate
+        ));
+        tracing::info!(
+            batch = m.batch,
+            reward = m.reward,
+            kl = m.kl,
+            clip_frac = m.clip_frac,
+            "batch done"
+        );
     })?;
     pb.finish();
     Ok(())
