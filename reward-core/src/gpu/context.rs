@@ -79,7 +79,8 @@ pub struct GpuContext {
 impl GpuContext {
     /// Finds an adapter and opens a device with the WebGPU default limits.
     pub async fn new_async(options: &GpuOptions) -> Result<Self, GpuError> {
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::from_env_or_default());
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions {
                 power_preference: wgpu::PowerPreference::HighPerformance,
@@ -258,6 +259,7 @@ impl GpuContext {
     }
 
     /// Uploads raw `u32` values (indices, sequence tables).
+    #[cfg(test)]
     pub(crate) async fn upload_u32(
         &self,
         what: &str,

@@ -92,22 +92,10 @@ impl GpuClipModel {
             &config.vision_config,
             config.projection_dim,
         );
-        let text = GpuText::load(
-            ctx,
-            &vb.pp("text_model"),
-            t,
-            &vb.pp("text_projection"),
-            proj,
-        );
-        let text = text.await?;
-        let vision = GpuVision::load(
-            ctx,
-            &vb.pp("vision_model"),
-            v,
-            &vb.pp("visual_projection"),
-            proj,
-        );
-        let vision = vision.await?;
+        let (text_vb, text_proj) = (vb.pp("text_model"), vb.pp("text_projection"));
+        let text = GpuText::load(ctx, &text_vb, t, &text_proj, proj).await?;
+        let (vision_vb, vision_proj) = (vb.pp("vision_model"), vb.pp("visual_projection"));
+        let vision = GpuVision::load(ctx, &vision_vb, v, &vision_proj, proj).await?;
         ctx.check_fault()?;
         Ok(Self {
             tokenizer: ClipTokenizer::from_bytes(tokenizer_json, t.max_position_embeddings)?,
