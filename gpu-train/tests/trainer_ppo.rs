@@ -140,14 +140,19 @@ fn first_token_prob(model: &LlavaModel, prompts: &[Vec<i64>], token: i64) -> f64
     })
 }
 
-fn run(dir: &Path, mode: RewardMode, resume: bool, stop_after: Option<u64>) -> LlavaModel {
+fn run(
+    dir: &Path,
+    mode: RewardMode,
+    resume: bool,
+    prompts: Vec<Vec<i64>>,
+    tweak: fn(&mut TrainConfig),
+) -> LlavaModel {
     let m = model();
     let tok = tokenizer();
-    let cfg = config(mode, dir);
-    let task = Synthetic {
-        prompts: prompts(),
-        target: target_token(&m),
-    };
+    let mut cfg = config(mode, dir);
+    tweak(&mut cfg);
+    let target = target_token(&m, &prompts);
+    let task = Synthetic { prompts, target };
     let mut t = Trainer::new(cfg.clone(), &m, &tok, &task, rewarder(mode, &cfg), dir).unwrap();
     if resume {
         assert!(
@@ -156,16 +161,16 @@ fn run(dir: &Path, mode: RewardMode, resume: bool, stop_after: Option<u64>) -> L
             dir.display()
         );
     }
-    t.run(stop_after, |_| {}).unwrap();
+    t.run(None, |_| {}).unwrap();
     drop(t);
     m
 }
 
 /// The most likely first response token of the untrained policy: likely enough
 /// to be sampled under top-k 8, so the synthetic reward is seen.
-fn target_token(m: &LlavaModel) -> i64 {
+fn target_token(m: &LlavaModel, prompts: &[Vec<i64>]) -> i64 {
     tch::no_grad(|| {
-        let ids = Tensor::from_slice2(&prompts());
+        let ids = Tensor::from_slice2(prompts);
         let out = m
             .forward(
                 &Batch {
@@ -210,7 +215,7 @@ fn trainer_crash_worker() {
     let cfg = config(RewardMode::Token, &dir);
     let task = Synthetic {
         prompts: prompts(),
-        target: target_token(&m),
+        target: target_token(&m, &prompts()),
     };
     let mut t = Trainer::new(
         cfg.clone(),
@@ -230,7 +235,7 @@ fn trainer_crash_worker() {
 fn trainer_killed_run_resumes_with_identical_losses() {
     let _serial = serial();
     let full = tmp("full");
-    run(&full, RewardMode::Token, false, None);
+    run(&full, RewardMode::Token, false, prompts(), |_| {});
     let reference = by_batch(read_metrics(&full.join("metrics.jsonl")).unwrap());
     assert_eq!(
         reference.len(),
@@ -268,7 +273,7 @@ fn trainer_killed_run_resumes_with_identical_losses() {
     let before = read_metrics(&metrics).unwrap().len();
     assert!(before < 4, "the worker finished before the kill");
 
-    run(&crashed, RewardMode::Token, true, None);
+    run(&crashed, RewardMode::Token, true, prompts(), |_| {});
     let resumed = by_batch(read_metrics(&metrics).unwrap());
     assert_eq!(
         resumed.keys().collect::<Vec<_>>(),
@@ -311,24 +316,42 @@ fn trainer_killed_run_resumes_with_identical_losses() {
     let _ = std::fs::remove_dir_all(&crashed);
 }
 
+/// Sanity-run settings: 8 rows per batch sampled among the 4 likeliest tokens,
+/// a learning rate small enough that the policy does not wander off on noise.
+fn learning(c: &mut TrainConfig) {
+    let t = &mut c.train;
+    (
+        t.batch_size,
+        t.minibatch_size,
+        t.top_k,
+        t.learning_rate,
+        t.passes,
+    ) = (8, 4, 4, 3e-3, 4);
+}
+
 #[test]
 fn trainer_rewarded_token_rises_and_not_without_reward() {
     let _serial = serial();
+    // One prompt, sampled among its 4 likeliest tokens: the target is seen often.
+    let same = vec![vec![1, 100, 200, 300, 400]; 8];
     let base = model();
-    let target = target_token(&base);
-    let p0 = first_token_prob(&base, &prompts(), target);
+    let target = target_token(&base, &same);
+    let p0 = first_token_prob(&base, &same, target);
     let dir = tmp("learn-token");
-    let trained = run(&dir, RewardMode::Token, false, None);
-    let p_token = first_token_prob(&trained, &prompts(), target);
+    let trained = run(&dir, RewardMode::Token, false, same.clone(), learning);
+    let p_token = first_token_prob(&trained, &same, target);
     let dir2 = tmp("learn-none");
-    let untrained = run(&dir2, RewardMode::KlOnly, false, None);
-    let p_none = first_token_prob(&untrained, &prompts(), target);
+    let untrained = run(&dir2, RewardMode::KlOnly, false, same.clone(), learning);
+    let p_none = first_token_prob(&untrained, &same, target);
     let ms = read_metrics(&dir.join("metrics.jsonl")).unwrap();
+    let mentions: Vec<u64> = ms.iter().map(|m| m.mentions).collect();
     assert!(
-        ms.iter().map(|m| m.mentions).sum::<u64>() > 0,
+        mentions.iter().sum::<u64>() > 0,
         "the target was never sampled: {ms:?}"
     );
-    eprintln!("p(target) before {p0:.4}, after token reward {p_token:.4}, after none {p_none:.4}");
+    eprintln!(
+        "p(target) before {p0:.4}, after token reward {p_token:.4}, after none {p_none:.4}; mentions per batch {mentions:?}"
+    );
     assert!(
         p_token > 1.5 * p0,
         "token reward: p(target) {p0} -> {p_token}"

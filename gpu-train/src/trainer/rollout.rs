@@ -160,6 +160,15 @@ pub fn collect(
     if responses.iter().any(Vec::is_empty) {
         bail!("the policy generated an empty response");
     }
+    // `generate` cannot ban tokens yet; a sampled <image> id would make the
+    // teacher-forced pass expect image features it does not have.
+    let image = model.config.image_token_id;
+    if let Some(row) = responses.iter().position(|r| r.contains(&image)) {
+        bail!(
+            "sample {}: the policy sampled the <image> token ({image}) in its response",
+            indices[row]
+        );
+    }
     timings.generation += t0.elapsed().as_secs_f64();
 
     let t1 = Instant::now();
