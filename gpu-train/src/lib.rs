@@ -6,4 +6,5 @@
 
 pub mod device;
 pub mod llava;
+pub mod trainer;
 pub mod world;
