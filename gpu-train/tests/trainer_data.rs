@@ -205,3 +205,48 @@ fn trainer_schedule_warms_up_then_decays() {
     assert!((lr[0] - 5e-7 / 4.0).abs() < 1e-20 && (lr[3] - 5e-7).abs() < 1e-20);
     assert!((lr[4] - 5e-7).abs() < 1e-20 && lr[13] < lr[8] && lr[13] > 0.0);
 }
+
+#[test]
+fn trainer_baseline_files_and_refusals() {
+    use gpu_train::trainer::baseline::{BaselineScores, write};
+    use reward_core::ScoreKind;
+    use reward_core::baseline::{Baselines, VerifierInfo};
+    let d = dir("baseline");
+    let info = VerifierInfo {
+        model: "m".into(),
+        model_hash: "sha256:0".into(),
+        score: ScoreKind::Cosine100,
+        template: "{}".into(),
+    };
+    let scores = BaselineScores {
+        token_correct: vec![30.0, 28.0, 26.0],
+        token_hallucinated: vec![18.0, 20.0],
+        sentence_correct: vec![31.0, 29.0],
+        sentence_hallucinated: vec![27.0],
+    };
+    let written = write(&d, &info, &scores).unwrap();
+    assert_eq!(written.len(), 3);
+    let b: Baselines =
+        serde_json::from_str(&std::fs::read_to_string(d.join("baseline.json")).unwrap()).unwrap();
+    let means = b.class_means().unwrap();
+    assert!(
+        (means.correct - 28.0).abs() < 1e-12 && (means.hallucinated - 19.0).abs() < 1e-12,
+        "{means:?}"
+    );
+    let svg = std::fs::read_to_string(d.join("figure1.svg")).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("token level") && svg.contains("sentence level")
+    );
+    // s_c <= s_h and an empty class are refused, not written as NaN rewards.
+    let flipped = BaselineScores {
+        token_correct: vec![10.0],
+        token_hallucinated: vec![20.0],
+        ..Default::default()
+    };
+    assert!(write(&d, &info, &flipped).is_err());
+    let empty = BaselineScores {
+        token_correct: vec![10.0],
+        ..Default::default()
+    };
+    assert!(write(&d, &info, &empty).is_err());
+}
