@@ -167,4 +167,3 @@ fn seed_corpus_passes_the_fuzz_checks() {
         "only {mentions} mentions across the seed corpus"
     );
 }
-

@@ -278,7 +278,11 @@ fn bad_inputs_name_the_line_or_id() {
     let err = ann
         .add_captions_json("captions_x.json", "[1, 2]")
         .unwrap_err();
-    assert!(err.to_string().contains("captions_x.json: not a COCO annotation file"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("captions_x.json: not a COCO annotation file"),
+        "{err}"
+    );
     let err = ann
         .add_captions_json("captions_x.json", "{\"annotations\": [{\"image_id\": 3}]}")
         .unwrap_err();

@@ -21,7 +21,10 @@ pub fn run(args: &[String]) -> Result<()> {
     if crate::vocab::wordnet_installed() {
         crate::vocab::run(&["--check".to_string()])?;
     } else {
-        eprintln!("xtask: skipped: WordNet 3.0 is not at {}", crate::vocab::WORDNET_DIR);
+        eprintln!(
+            "xtask: skipped: WordNet 3.0 is not at {}",
+            crate::vocab::WORDNET_DIR
+        );
     }
 
     step("workspace tests (default members, default features)");
