@@ -30,6 +30,9 @@ pub fn run(args: &[String]) -> Result<()> {
     step("workspace tests (default members, default features)");
     cmd::run(cmd::cargo(&root).args(["test", "--workspace", "--exclude", "gpu-train"]))?;
 
+    step("benches compile (criterion benches are run by `cargo bench`, not here)");
+    cmd::run(cmd::cargo(&root).args(["check", "-p", "fisao-benches", "--benches"]))?;
+
     step("reward-core without default features (no_std + alloc)");
     cmd::run(cmd::cargo(&root).args(["test", "-p", "reward-core", "--no-default-features"]))?;
     // The `gpu` tests run on lavapipe; a private XDG_RUNTIME_DIR silences its warning.
