@@ -37,10 +37,10 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     let h = wid.y;
     let stride = 3u * p.hidden;
     let qi = q0 + lid;
-    let active = qi < len;
+    let live = qi < len;
     var q: array<f32, D>;
     var acc: array<f32, D>;
-    if (active) {
+    if (live) {
         let qbase = (start + qi) * stride + h * D;
         for (var c = 0u; c < D; c++) {
             q[c] = f32(qkv[qbase + c]) * p.scale;
@@ -66,7 +66,7 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
             vt[i] = vv;
         }
         workgroupBarrier();
-        if (active) {
+        if (live) {
             var sc: array<f32, KT>;
             var tmax = -3.0e38;
             var seen = false;
@@ -104,7 +104,7 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
         }
         workgroupBarrier();
     }
-    if (active) {
+    if (live) {
         let obase = (start + qi) * p.hidden + h * D;
         let inv = 1.0 / l;
         for (var c = 0u; c < D; c++) {

@@ -6,7 +6,7 @@ struct Params {
     count: u32,
     channels: u32,
     size: u32,
-    patch: u32,
+    psize: u32,
     grid: u32,
     groups_x: u32,
     _pad0: u32,
@@ -23,7 +23,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (i >= p.count) {
         return;
     }
-    let width = p.channels * p.patch * p.patch;
+    let width = p.channels * p.psize * p.psize;
     let row = i / width;
     let col = i % width;
     let per_image = p.grid * p.grid;
@@ -31,10 +31,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let cell = row % per_image;
     let gy = cell / p.grid;
     let gx = cell % p.grid;
-    let ch = col / (p.patch * p.patch);
-    let ky = (col / p.patch) % p.patch;
-    let kx = col % p.patch;
+    let ch = col / (p.psize * p.psize);
+    let ky = (col / p.psize) % p.psize;
+    let kx = col % p.psize;
     let plane = p.size * p.size;
-    let src = image * p.channels * plane + ch * plane + (gy * p.patch + ky) * p.size + gx * p.patch + kx;
+    let src = image * p.channels * plane + ch * plane + (gy * p.psize + ky) * p.size + gx * p.psize + kx;
     patches[i] = pixels[src];
 }
