@@ -115,6 +115,7 @@ mod tests {
     use super::super::testing::{assert_close, data, precisions, run, tolerance, upload};
     use super::*;
     use crate::clip::ops::{MatRef, matmul as cpu_matmul};
+    use alloc::vec::Vec;
 
     /// CPU reference of one batch: alpha * a @ w^T + bias (+ residual).
     fn reference(g: &Gemm, a: &[f32], w: &[f32], bias: Option<&[f32]>, init: &[f32]) -> Vec<f32> {
