@@ -6,7 +6,9 @@
 //! safetensors; all compute is f32.
 
 use alloc::format;
-use alloc::string::{String, ToString};
+use alloc::string::String;
+#[cfg(not(target_arch = "wasm32"))]
+use alloc::string::ToString;
 use alloc::vec::Vec;
 use sha2::{Digest, Sha256};
 
