@@ -4,6 +4,7 @@
 //! PPO trainer and the synthetic world. See the workspace README for what
 //! works today.
 
+pub mod demo;
 pub mod device;
 pub mod llava;
 pub mod trainer;
