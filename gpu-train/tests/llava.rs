@@ -447,6 +447,17 @@ fn sampling_options_behave() {
     };
     let out = llava::generate(&model, &prompts, Some(&px), &stop).unwrap();
     assert_eq!(out[0], vec![greedy[0][0]]);
+    // A suppressed token is never chosen, greedy or sampled.
+    let banned = greedy[0][0];
+    for base in [SamplingConfig::greedy(&model, 8), hot.clone()] {
+        let cfg = SamplingConfig {
+            suppress_token_ids: vec![banned],
+            ..base
+        };
+        let out = llava::generate(&model, &prompts, Some(&px), &cfg).unwrap();
+        assert!(out.iter().flatten().all(|&t| t != banned), "{out:?}");
+        assert_ne!(out[0][0], banned);
+    }
     // A right-padded batch generates like the unpadded prompts.
     let (ids, mask) = llava::pad_batch(&prompts, 627, PaddingSide::Right, Device::Cpu);
     let cfg = SamplingConfig::greedy(&model, 8);

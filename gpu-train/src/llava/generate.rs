@@ -27,6 +27,10 @@ pub struct SamplingConfig {
     /// Seed of the sampler's own generator (independent of libtorch's global one);
     /// `None` seeds from the clock.
     pub seed: Option<u64>,
+    /// Tokens that are never chosen (`suppress_tokens` in transformers), e.g.
+    /// `<image>`: a response holding one would make a later teacher-forced pass
+    /// expect image features that do not exist.
+    pub suppress_token_ids: Vec<i64>,
 }
 
 impl SamplingConfig {
@@ -44,7 +48,18 @@ impl SamplingConfig {
                 .or(t.eos_token_ids.first().copied())
                 .unwrap_or(0),
             seed: None,
+            suppress_token_ids: Vec::new(),
         }
+    }
+
+    /// The same settings with the model's `<image>` token banned: what every
+    /// rollout and evaluation caption needs.
+    pub fn without_image_token(mut self, model: &LlavaModel) -> Self {
+        let id = model.config.image_token_id;
+        if !self.suppress_token_ids.contains(&id) {
+            self.suppress_token_ids.push(id);
+        }
+        self
     }
 
     fn check(&self) -> Result<()> {
@@ -53,6 +68,9 @@ impl SamplingConfig {
                 "max_new_tokens must be positive, found {}",
                 self.max_new_tokens
             );
+        }
+        if let Some(&id) = self.suppress_token_ids.iter().find(|&&i| i < 0) {
+            bail!("suppress_token_ids holds a negative id {id}");
         }
         if self.temperature < 0.0 || !(self.top_p > 0.0 && self.top_p <= 1.0) || self.top_k < 0 {
             bail!(
@@ -158,12 +176,22 @@ impl SamplerRng {
 
 /// Picks the next token of every row from last-position logits `[b, vocab]`.
 pub fn choose_tokens(logits: &Tensor, cfg: &SamplingConfig, rng: &mut SamplerRng) -> Tensor {
-    let logits = logits.to_kind(Kind::Float);
+    let mut logits = logits.to_kind(Kind::Float);
+    let vocab = logits.size()[1];
+    let banned: Vec<i64> = cfg
+        .suppress_token_ids
+        .iter()
+        .copied()
+        .filter(|&i| i < vocab)
+        .collect();
+    if !banned.is_empty() {
+        let idx = Tensor::from_slice(&banned).to(logits.device());
+        logits = logits.index_fill(1, &idx, f64::NEG_INFINITY);
+    }
     if cfg.temperature == 0.0 {
         return logits.argmax(-1, false);
     }
     let mut l = logits / cfg.temperature;
-    let vocab = l.size()[1];
     if cfg.top_k > 0 && cfg.top_k < vocab {
         let (top, _) = l.topk(cfg.top_k, -1, true, true);
         let kth = top.narrow(1, cfg.top_k - 1, 1);

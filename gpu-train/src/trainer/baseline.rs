@@ -13,9 +13,9 @@ use anyhow::{Context, Result, anyhow};
 use reward_core::baseline::{Baselines, ScoreClass, ScoreLevel, VerifierInfo};
 use reward_core::metrics::plots::{Panel, Series, render};
 
-use super::rollout::{Task, decode_with_offsets, sample};
+use super::rollout::{Task, decode_with_offsets};
 use super::task::CocoTask;
-use crate::llava::{LlavaModel, SamplingConfig};
+use crate::llava::{LlavaModel, SamplingConfig, generate};
 
 /// Scores collected for the baselines and the figure.
 #[derive(Default)]
@@ -52,7 +52,7 @@ pub fn collect(
             .collect();
         let pixels = (!pixels.is_empty()).then(|| tch::Tensor::cat(&pixels, 0));
         let responses =
-            model.with_adapters_disabled(|m| sample(m, &ids, pixels.as_ref(), sampling))?;
+            model.with_adapters_disabled(|m| generate(m, &ids, pixels.as_ref(), sampling))?;
         for (&index, resp) in chunk.iter().zip(&responses) {
             let (text, _) = decode_with_offsets(task.tokenizer().inner(), resp)?;
             let mut any_hallucinated = false;

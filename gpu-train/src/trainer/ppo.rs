@@ -220,7 +220,8 @@ impl<'a> Trainer<'a> {
     }
 
     fn sampling(&self, seed: u64) -> SamplingConfig {
-        let mut s = SamplingConfig::greedy(self.model, self.cfg.train.max_new_tokens);
+        let mut s = SamplingConfig::greedy(self.model, self.cfg.train.max_new_tokens)
+            .without_image_token(self.model);
         s.temperature = self.cfg.train.temperature;
         s.top_p = self.cfg.train.top_p;
         s.top_k = self.cfg.train.top_k;

@@ -20,9 +20,7 @@ use tch::{Device, Kind, Tensor};
 use tokenizers::Tokenizer;
 
 use super::metrics::Timings;
-use crate::llava::{
-    Batch, KvCache, LlavaModel, PaddingSide, SamplerRng, SamplingConfig, choose_tokens, pad_batch,
-};
+use crate::llava::{Batch, LlavaModel, PaddingSide, SamplingConfig, generate, pad_batch};
 
 /// A prompt ready for the model.
 pub struct Prompt {
@@ -158,7 +156,7 @@ pub fn collect(
             prompts.len()
         ),
     };
-    let responses = sample(model, &ids, pixel_values.as_ref(), sampling)?;
+    let responses = generate(model, &ids, pixel_values.as_ref(), sampling)?;
     if responses.iter().any(Vec::is_empty) {
         bail!("the policy generated an empty response");
     }
@@ -265,82 +263,4 @@ pub fn score_mentions(
         }
     }
     Ok(out)
-}
-
-/// Batched sampling as `llava::generate` does it (left-padded prompts, KV
-/// cache, finished rows fed padding), except that the `<image>` token can never
-/// be sampled: a response holding one would make the teacher-forced passes
-/// expect image features that do not exist. (`llava::generate` has no option
-/// to ban tokens, hence this copy of its loop over the public model API.)
-pub fn sample(
-    model: &LlavaModel,
-    prompts: &[Vec<i64>],
-    pixel_values: Option<&Tensor>,
-    cfg: &SamplingConfig,
-) -> Result<Vec<Vec<i64>>> {
-    if prompts.is_empty() || prompts.iter().any(Vec::is_empty) {
-        bail!("sampling needs at least one prompt and no empty prompt");
-    }
-    if cfg.max_new_tokens <= 0 {
-        bail!(
-            "max_new_tokens must be positive, found {}",
-            cfg.max_new_tokens
-        );
-    }
-    let dev = model.device();
-    let b = prompts.len() as i64;
-    let width = prompts.iter().map(Vec::len).max().unwrap_or(0) as i64;
-    let ctx = model.config.text.max_position_embeddings;
-    if width + cfg.max_new_tokens > ctx {
-        bail!(
-            "a prompt of {width} tokens plus {} new tokens exceeds the context of {ctx}",
-            cfg.max_new_tokens
-        );
-    }
-    let mut rng = SamplerRng::new(cfg.seed.unwrap_or(0));
-    let padded = prompts.iter().any(|p| p.len() as i64 != width);
-    let (ids, mut mask) = pad_batch(prompts, cfg.pad_token_id, PaddingSide::Left, dev);
-    let banned = Tensor::from_slice(&[model.config.image_token_id]).to(dev);
-    let pick = |logits: &Tensor, rng: &mut SamplerRng| -> Result<Vec<i64>> {
-        let l = logits
-            .to_kind(Kind::Float)
-            .index_fill(1, &banned, f64::NEG_INFINITY);
-        Ok(Vec::<i64>::try_from(
-            choose_tokens(&l, cfg, rng).to_device(Device::Cpu),
-        )?)
-    };
-    tch::no_grad(|| {
-        let mut cache = KvCache::new(
-            &model.config.text,
-            b,
-            width + cfg.max_new_tokens,
-            model.kind(),
-            dev,
-        );
-        let embeds = model.input_embeds(&ids, pixel_values)?;
-        let h = model.decoder_hidden(&embeds, padded.then_some(&mask), Some(&mut cache), false)?;
-        let mut logits = model.logits(&h.select(1, width - 1));
-        let mut out = vec![Vec::new(); prompts.len()];
-        let mut done = vec![false; prompts.len()];
-        for step in 0..cfg.max_new_tokens {
-            let next = pick(&logits, &mut rng)?;
-            let mut feed = next.clone();
-            for (i, &t) in next.iter().enumerate() {
-                if done[i] {
-                    feed[i] = cfg.pad_token_id;
-                    continue;
-                }
-                out[i].push(t);
-                done[i] = cfg.eos_token_ids.contains(&t);
-            }
-            if done.iter().all(|&d| d) || step + 1 == cfg.max_new_tokens {
-                break;
-            }
-            mask = Tensor::cat(&[&mask, &Tensor::ones([b, 1], (Kind::Int64, dev))], 1);
-            let emb = model.input_embeds(&Tensor::from_slice(&feed).view([b, 1]).to(dev), None)?;
-            let h = model.decoder_hidden(&emb, padded.then_some(&mask), Some(&mut cache), false)?;
-            logits = model.logits(&h.select(1, 0));
-        }
-        Ok(out)
-    })
 }

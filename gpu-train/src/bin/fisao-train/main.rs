@@ -225,7 +225,8 @@ fn bar(len: u64, what: &str) -> ProgressBar {
 fn run_baseline(cfg: &TrainConfig, out: &Path) -> Result<()> {
     let model = load_model(cfg, false)?;
     let task = load_task(cfg, &model, false)?;
-    let mut sampling = SamplingConfig::greedy(&model, cfg.train.max_new_tokens);
+    let mut sampling =
+        SamplingConfig::greedy(&model, cfg.train.max_new_tokens).without_image_token(&model);
     sampling.temperature = cfg.train.temperature;
     sampling.top_p = cfg.train.top_p;
     sampling.seed = Some(cfg.train.seed);
