@@ -126,12 +126,16 @@ pub fn generate(root: &Path, wordnet_dir: &Path) -> Result<Vec<(PathBuf, String)
     let tables = root.join("reward-core/src/vocab");
     Ok(vec![
         (
+            tables.join("table_entities.rs"),
+            emit::entity_table(&entities),
+        ),
+        (
             tables.join("table_fisao.rs"),
-            emit::table("fisao", &entities, &fisao),
+            emit::forms_table("fisao", &fisao),
         ),
         (
             tables.join("table_paper.rs"),
-            emit::table("paper", &entities, &paper),
+            emit::forms_table("paper", &paper),
         ),
         (doc_path, doc),
     ])

@@ -9,6 +9,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
+mod table_entities;
 mod table_fisao;
 mod table_paper;
 
@@ -106,9 +107,10 @@ impl Vocabulary {
     /// function word in captions (the entity "can" is matched by "tin can"
     /// and "cans", not by the modal verb).
     pub fn builtin(expansion: Expansion) -> Self {
-        let (entities, forms) = match expansion {
-            Expansion::Fisao => (table_fisao::ENTITIES, table_fisao::FORMS),
-            Expansion::Paper => (table_paper::ENTITIES, table_paper::FORMS),
+        let entities = table_entities::ENTITIES;
+        let forms = match expansion {
+            Expansion::Fisao => table_fisao::FORMS,
+            Expansion::Paper => table_paper::FORMS,
         };
         let nonzero = |id: u16| (id != 0).then_some(id);
         Self {
