@@ -5,3 +5,7 @@
 //! BPE tokenizer (`lm_tokenizer`), the tiny LLaVA trained by SFT on the biased
 //! captions and saved in HF LLaVA format (`sft`), then baselines, the PPO
 //! variants, evaluation on held-out images and the report (`pipeline`).
+
+pub mod clip_tch;
+pub mod clip_tokenizer;
+pub mod verifier;
