@@ -14,10 +14,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 
@@ -318,7 +318,12 @@ impl ClipTch {
         };
         let p = shape.patch_size;
         Ok(Self {
-            token_embedding: nn::embedding(&temb / "token_embedding", shape.vocab_size, t.hidden, emb_cfg),
+            token_embedding: nn::embedding(
+                &temb / "token_embedding",
+                shape.vocab_size,
+                t.hidden,
+                emb_cfg,
+            ),
             text_position: (&temb / "position_embedding").var(
                 "weight",
                 &[shape.max_positions, t.hidden],
@@ -343,7 +348,12 @@ impl ClipTch {
             pre_layrnorm: layer_norm(&vm / "pre_layrnorm", v.hidden),
             vision_layers: encoder(&vm / "encoder", v),
             post_layernorm: layer_norm(&vm / "post_layernorm", v.hidden),
-            text_projection: linear(root / "text_projection", t.hidden, shape.projection_dim, false),
+            text_projection: linear(
+                root / "text_projection",
+                t.hidden,
+                shape.projection_dim,
+                false,
+            ),
             visual_projection: linear(
                 root / "visual_projection",
                 v.hidden,
@@ -373,7 +383,10 @@ impl ClipTch {
             .flatten(2, -1)
             .transpose(1, 2);
         let (n, d) = (patches.size()[0], self.shape.vision.hidden);
-        let cls = self.class_embedding.view([1, 1, d]).expand([n, 1, d], false);
+        let cls = self
+            .class_embedding
+            .view([1, 1, d])
+            .expand([n, 1, d], false);
         let x = Tensor::cat(&[&cls, &patches], 1) + self.vision_position.unsqueeze(0);
         let x = run_encoder(&self.vision_layers, self.pre_layrnorm.forward(&x), false);
         let pooled = self.post_layernorm.forward(&x.select(1, 0));
@@ -385,7 +398,8 @@ impl ClipTch {
     /// (the first `<|endoftext|>` of each row, see [`eos_positions`]).
     pub fn text_features(&self, ids: &Tensor, eos_positions: &Tensor) -> Tensor {
         let len = ids.size()[1];
-        let x = self.token_embedding.forward(ids) + self.text_position.narrow(0, 0, len).unsqueeze(0);
+        let x =
+            self.token_embedding.forward(ids) + self.text_position.narrow(0, 0, len).unsqueeze(0);
         let x = run_encoder(&self.text_layers, x, true);
         let d = self.shape.text.hidden;
         let idx = eos_positions.view([-1, 1, 1]).expand([-1, 1, d], false);
@@ -448,11 +462,15 @@ pub fn init_weights(vs: &nn::VarStore, seed: u64) {
         } else if name.ends_with(".bias") {
             vec![0.0; numel as usize]
         } else if name.contains("embedding") && !name.contains("patch_embedding") {
-            (0..numel).map(|_| normal(&mut rng) * INIT_STD as f32).collect()
+            (0..numel)
+                .map(|_| normal(&mut rng) * INIT_STD as f32)
+                .collect()
         } else {
             let fan_in: i64 = size[1..].iter().product();
             let b = (fan_in.max(1) as f32).powf(-0.5);
-            (0..numel).map(|_| (uniform(&mut rng) * 2.0 - 1.0) * b).collect()
+            (0..numel)
+                .map(|_| (uniform(&mut rng) * 2.0 - 1.0) * b)
+                .collect()
         };
         let t = Tensor::from_slice(&values).view(size.as_slice());
         tch::no_grad(|| var.copy_(&t));
@@ -494,8 +512,8 @@ pub fn save_weights(vs: &nn::VarStore, skip: &[&str], path: &Path) -> Result<()>
 /// Loads a `model.safetensors` written by [`save_weights`] into the model's
 /// variables; every variable must be present with its shape.
 pub fn load_weights(vs: &mut nn::VarStore, path: &Path) -> Result<()> {
-    let file = Tensor::read_safetensors(path)
-        .with_context(|| format!("reading {}", path.display()))?;
+    let file =
+        Tensor::read_safetensors(path).with_context(|| format!("reading {}", path.display()))?;
     let file: BTreeMap<String, Tensor> = file.into_iter().collect();
     for (name, mut var) in vs.variables() {
         let t = file
@@ -520,8 +538,8 @@ pub fn load_clip(dir: &Path) -> Result<(nn::VarStore, ClipTch)> {
     let cfg_path = dir.join("config.json");
     let text = std::fs::read_to_string(&cfg_path)
         .with_context(|| format!("reading {}", cfg_path.display()))?;
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("parsing {}", cfg_path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", cfg_path.display()))?;
     let shape = ClipShape::from_config_json(&value, &cfg_path.display().to_string())?;
     let mut vs = nn::VarStore::new(Device::Cpu);
     let model = ClipTch::new(&vs.root(), &shape)?;

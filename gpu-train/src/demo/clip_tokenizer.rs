@@ -19,9 +19,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
-use tokenizers::Tokenizer;
-use tokenizers::models::TrainerWrapper;
-use tokenizers::models::bpe::BpeTrainer;
+use tokenizers::models::bpe::{BPE, BpeTrainer};
+use tokenizers::{
+    NormalizedString, Normalizer, NormalizerWrapper, OffsetReferential, OffsetType,
+    PreTokenizedString, PreTokenizer, PreTokenizerWrapper, Tokenizer, Trainer,
+};
 
 use crate::world::{Split, World};
 
@@ -32,7 +34,8 @@ pub const EOS: &str = "<|endoftext|>";
 /// CLIP's end-of-word suffix on the last symbol of every word.
 pub const WORD_SUFFIX: &str = "</w>";
 /// CLIP's pre-tokenization regex (`CLIPTokenizerFast`'s `Split` pattern).
-const SPLIT_REGEX: &str = r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
+const SPLIT_REGEX: &str =
+    r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
 /// Training captions read from the world: enough to see every wording.
 const CORPUS_CAPTIONS: u64 = 2000;
 
@@ -141,35 +144,100 @@ fn special(id: u32, content: &str) -> Value {
            "rstrip": false, "normalized": false, "special": true})
 }
 
-/// Runs `BpeTrainer` over the corpus through CLIP's normaliser and
-/// pre-tokenizer and returns its merges, in rank order.
+/// Runs `BpeTrainer` over the corpus, normalised and pre-tokenized as
+/// CLIP does, and returns its merges in rank order.
+///
+/// The trainer's own `end_of_word_suffix` numbers the `x</w>` symbols in
+/// hash-map order, which changes how ties between equally frequent pairs
+/// break from run to run. So the last symbol of every word is instead
+/// replaced by a private-use stand-in that is part of the (sorted) initial
+/// alphabet, and mapped back to `x</w>` afterwards: the same BPE, numbered
+/// deterministically.
 fn learn_merges(corpus: &[String]) -> Result<Vec<(String, String)>> {
-    let empty = json!({"type": "BPE", "dropout": null, "unk_token": null,
-        "continuing_subword_prefix": "", "end_of_word_suffix": WORD_SUFFIX,
-        "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
-        "vocab": {}, "merges": []});
-    let mut tok = Tokenizer::from_bytes(serde_json::to_vec(&pipeline(empty))?)
-        .map_err(|e| anyhow!("building the training tokenizer: {e}"))?;
-    let alphabet = byte_symbols().into_iter().collect();
-    let trainer = BpeTrainer::builder()
+    let doc = pipeline(Value::Null);
+    let norm: NormalizerWrapper = serde_json::from_value(doc["normalizer"].clone())?;
+    let pre: PreTokenizerWrapper = serde_json::from_value(doc["pre_tokenizer"].clone())?;
+    let symbols = byte_symbols();
+    let mut words = Vec::new();
+    for text in corpus {
+        let mut n = NormalizedString::from(text.as_str());
+        norm.normalize(&mut n)
+            .map_err(|e| anyhow!("normalising {text:?}: {e}"))?;
+        let mut p = PreTokenizedString::from(n);
+        pre.pre_tokenize(&mut p)
+            .map_err(|e| anyhow!("pre-tokenizing {text:?}: {e}"))?;
+        for (word, _, _) in p.get_splits(OffsetReferential::Original, OffsetType::Byte) {
+            words.push(mark_word_end(word, &symbols)?);
+        }
+    }
+    let alphabet = symbols
+        .iter()
+        .copied()
+        .chain((0..symbols.len()).filter_map(stand_in))
+        .collect();
+    let mut trainer = BpeTrainer::builder()
         .show_progress(false)
         .min_frequency(0)
         // Large enough that merging stops only when every word is one token.
         .vocab_size(1 << 20)
         .initial_alphabet(alphabet)
-        .end_of_word_suffix(WORD_SUFFIX.to_string())
         .build();
-    let mut trainer = TrainerWrapper::from(trainer);
-    tok.train(&mut trainer, corpus.iter())
+    trainer
+        .feed(words.iter(), |w| Ok(vec![w.to_string()]))
         .map_err(|e| anyhow!("BPE training failed: {e}"))?;
-    let trained: Value = serde_json::from_str(
-        &tok.to_string(false)
-            .map_err(|e| anyhow!("serialising the trained tokenizer: {e}"))?,
-    )?;
-    let merges = trained["model"]["merges"]
+    let mut model = BPE::default();
+    trainer
+        .train(&mut model)
+        .map_err(|e| anyhow!("BPE training failed: {e}"))?;
+    let trained = serde_json::to_value(&model)?;
+    let merges = trained["merges"]
         .as_array()
-        .context("trained tokenizer has no merges array")?;
-    merges.iter().map(parse_merge).collect()
+        .context("trained BPE has no merges array")?;
+    merges
+        .iter()
+        .map(|m| {
+            let (a, b) = parse_merge(m)?;
+            Ok((unmark(&a, &symbols), unmark(&b, &symbols)))
+        })
+        .collect()
+}
+
+/// First private-use code point of the word-end stand-ins.
+const STAND_IN_BASE: u32 = 0xE000;
+
+/// The word-end stand-in of byte symbol number `i`.
+fn stand_in(i: usize) -> Option<char> {
+    char::from_u32(STAND_IN_BASE + i as u32)
+}
+
+/// `word` with its last symbol replaced by that symbol's stand-in.
+fn mark_word_end(word: &str, symbols: &[char]) -> Result<String> {
+    let mut chars: Vec<char> = word.chars().collect();
+    let last = chars
+        .pop()
+        .context("pre-tokenizer produced an empty word")?;
+    let i = symbols
+        .iter()
+        .position(|&c| c == last)
+        .with_context(|| format!("{last:?} is not a byte-level symbol (in {word:?})"))?;
+    chars.extend(stand_in(i));
+    Ok(chars.into_iter().collect())
+}
+
+/// A trained token with a trailing stand-in written CLIP's way (`x</w>`).
+fn unmark(token: &str, symbols: &[char]) -> String {
+    let mut out = String::with_capacity(token.len() + WORD_SUFFIX.len());
+    for c in token.chars() {
+        let i = (c as u32).wrapping_sub(STAND_IN_BASE) as usize;
+        match symbols.get(i) {
+            Some(&sym) if (c as u32) >= STAND_IN_BASE => {
+                out.push(sym);
+                out.push_str(WORD_SUFFIX);
+            }
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 /// A merge as `["a", "b"]` (tokenizers >= 0.20) or `"a b"` (older files).

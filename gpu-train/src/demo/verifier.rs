@@ -22,7 +22,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use reward_core::clip::ClipModel;
-use reward_core::clip::image::{OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, Preprocess, RgbImage, normalize};
+use reward_core::clip::image::{
+    OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, Preprocess, RgbImage, normalize,
+};
 use serde::Serialize;
 use tch::{Device, Kind, Tensor, nn, nn::OptimizerConfig};
 
@@ -94,11 +96,11 @@ impl VerifierSpec {
             },
             projection_dim: 64,
             epochs: 3,
-            batch_size: 64,
+            batch_size: 32,
             learning_rate: 2e-3,
             warmup_steps: 30,
             logit_scale_init: 10f64.ln(),
-            logit_bias_init: -5.0,
+            logit_bias_init: -1.0,
             seed: 0,
         }
     }
@@ -115,7 +117,7 @@ impl VerifierSpec {
             },
             text: TowerSize {
                 hidden: 32,
-                layers: 2,
+                layers: 1,
                 heads: 2,
                 mlp: 64,
             },
@@ -125,7 +127,7 @@ impl VerifierSpec {
             learning_rate: 3e-3,
             warmup_steps: 5,
             logit_scale_init: 10f64.ln(),
-            logit_bias_init: -5.0,
+            logit_bias_init: -1.0,
             seed: 0,
         }
     }
@@ -141,7 +143,10 @@ impl VerifierSpec {
             bail!("verifier spec: epochs and batch_size must be positive");
         }
         if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
-            bail!("verifier spec: learning_rate must be positive, found {}", self.learning_rate);
+            bail!(
+                "verifier spec: learning_rate must be positive, found {}",
+                self.learning_rate
+            );
         }
         Ok(())
     }
@@ -216,9 +221,12 @@ pub fn train_verifier(
 
 /// A fresh sibling of `out_dir` to write into; errors name the path.
 fn temp_dir_for(out_dir: &Path) -> Result<PathBuf> {
-    let name = out_dir
-        .file_name()
-        .with_context(|| format!("verifier output {} has no directory name", out_dir.display()))?;
+    let name = out_dir.file_name().with_context(|| {
+        format!(
+            "verifier output {} has no directory name",
+            out_dir.display()
+        )
+    })?;
     let parent = match out_dir.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -226,11 +234,19 @@ fn temp_dir_for(out_dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(&parent)
         .with_context(|| format!("creating verifier output parent {}", parent.display()))?;
     if out_dir.exists() && !out_dir.is_dir() {
-        bail!("verifier output {} exists and is not a directory", out_dir.display());
+        bail!(
+            "verifier output {} exists and is not a directory",
+            out_dir.display()
+        );
     }
-    let tmp = parent.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let tmp = parent.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).with_context(|| format!("removing stale {}", tmp.display()))?;
+        std::fs::remove_dir_all(&tmp)
+            .with_context(|| format!("removing stale {}", tmp.display()))?;
     }
     std::fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     Ok(tmp)
@@ -388,7 +404,8 @@ fn train_into(
 
     let vs = nn::VarStore::new(Device::Cpu);
     let model = ClipTch::new(&vs.root(), &shape)?;
-    let bias = (vs.root() / TRAIN_ONLY).var("logit_bias", &[], nn::Init::Const(spec.logit_bias_init));
+    let bias =
+        (vs.root() / TRAIN_ONLY).var("logit_bias", &[], nn::Init::Const(spec.logit_bias_init));
     init_weights(&vs, spec.seed);
     let mut order_rng = ChaCha8Rng::seed_from_u64(spec.seed ^ ORDER_STREAM);
     let adam = nn::AdamW {
@@ -420,7 +437,10 @@ fn train_into(
             opt.set_lr(learning_rate(spec, step, total));
             opt.backward_step_clip_norm(&loss, CLIP_NORM);
             tch::no_grad(|| {
-                let _ = model.logit_scale().shallow_clone().clamp_(0.0, MAX_LOGIT_SCALE);
+                let _ = model
+                    .logit_scale()
+                    .shallow_clone()
+                    .clamp_(0.0, MAX_LOGIT_SCALE);
             });
             epoch_loss += loss.double_value(&[]);
             epoch_steps += 1;
@@ -443,7 +463,10 @@ fn write_files(
         let path = dir.join(name);
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
     };
-    write("config.json", serde_json::to_string_pretty(&shape.config_json())? + "\n")?;
+    write(
+        "config.json",
+        serde_json::to_string_pretty(&shape.config_json())? + "\n",
+    )?;
     write(
         "preprocessor_config.json",
         serde_json::to_string_pretty(&preprocessor_config(image_size))? + "\n",
@@ -463,7 +486,11 @@ fn validation_auroc(world: &World, dir: &Path) -> Result<(f64, f64)> {
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let words = model.embed_texts(&refs)?.embeddings;
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let samples = world.generate(Split::Validation, 0..world.len(Split::Validation) as u64, threads);
+    let samples = world.generate(
+        Split::Validation,
+        0..world.len(Split::Validation) as u64,
+        threads,
+    );
     let pre = Preprocess::for_image_size(world.config().image_size);
     let mut pixels = Vec::with_capacity(samples.len() * pre.output_len());
     for s in &samples {
