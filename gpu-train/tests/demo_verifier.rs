@@ -134,7 +134,11 @@ fn tiny_verifier_loads_in_reward_core_with_the_tch_embeddings() {
 fn training_is_deterministic() {
     let (first, _) = trained_tiny();
     let out = scratch("again").join("verifier");
+    // An existing output directory is replaced as a whole.
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("stale.txt"), b"old").unwrap();
     train_tiny(&out);
+    assert!(!out.join("stale.txt").exists());
     for f in ["model.safetensors", "tokenizer.json", "config.json"] {
         let a = std::fs::read(first.join(f)).unwrap();
         let b = std::fs::read(out.join(f)).unwrap();
@@ -308,6 +312,7 @@ fn check_against_golden(dir: &Path) {
     let logits = rc.logits_per_image(&image, &text).unwrap();
     let d = max_diff(logits.as_slice(), &golden_f32(&golden, "logits_per_image"));
     let scale = rc.logit_scale();
+    eprintln!("logits within {d:e} (logit scale {scale})");
     assert!(
         d < 1e-4 * scale,
         "logits differ from transformers by {d} (scale {scale})"
