@@ -6,6 +6,13 @@
 //! captions and saved in HF LLaVA format (`sft`), then baselines, the PPO
 //! variants, evaluation on held-out images and the report (`pipeline`).
 
+pub mod clip_tch;
+pub mod clip_tokenizer;
 pub mod eval;
+pub mod lm_tokenizer;
+pub mod pipeline;
 pub mod ppo_variant;
+pub mod report;
+pub mod sft;
 pub mod task;
+pub mod verifier;
