@@ -5,3 +5,6 @@
 //! BPE tokenizer (`lm_tokenizer`), the tiny LLaVA trained by SFT on the biased
 //! captions and saved in HF LLaVA format (`sft`), then baselines, the PPO
 //! variants, evaluation on held-out images and the report (`pipeline`).
+
+pub mod lm_tokenizer;
+pub mod sft;
