@@ -311,7 +311,15 @@ fn tiny_sft_learns_and_saves_a_loadable_model() {
     let spec = SftSpec::tiny();
     let out = dir.join("sft");
     let mut calls = Vec::new();
-    let report = train_sft(&world, &clip, &spec, &out, &mut |s, t| calls.push((s, t))).unwrap();
+    let t0 = std::time::Instant::now();
+    let report = train_sft(&world, &clip, &spec, &out, &mut |s, t| {
+        calls.push((s, t));
+        if s == 1 || s == t {
+            eprintln!("step {s} {:?}", t0.elapsed());
+        }
+    })
+    .unwrap();
+    eprintln!("{report:?}");
     let per_epoch = world.len(Split::Train).div_ceil(spec.batch_size) as u64;
     assert_eq!(report.steps, per_epoch * spec.epochs as u64);
     assert_eq!(calls.last(), Some(&(report.steps, report.steps)));
@@ -441,7 +449,7 @@ fn write_demo_fixture() {
     let fx = fixture_dir();
     let model_dir = fx.join("model");
     let mut spec = SftSpec::tiny();
-    spec.epochs = 2;
+    spec.epochs = 3;
     train_sft(&world, &clip, &spec, &model_dir, &mut |_, _| {}).unwrap();
     let model = LlavaModel::load(&model_dir, &cpu()).unwrap();
     let tok = LlavaTokenizer::from_file(
@@ -456,54 +464,68 @@ fn write_demo_fixture() {
         .unwrap()
         .pixel_values(&refs)
         .unwrap();
-    let texts: Vec<String> = samples
+    let captions: Vec<&str> = samples.iter().map(|s| s.caption()).collect();
+    let texts: Vec<String> = captions
         .iter()
-        .map(|s| {
-            llava::render_chat(
-                &[Message::user(PROMPT, 1), Message::assistant(s.caption())],
-                false,
-            )
-        })
+        .map(|c| llava::render_chat(&[Message::user(PROMPT, 1)], true) + " " + c)
         .collect();
     let ids: Vec<Vec<i64>> = texts.iter().map(|t| tok.encode(t).unwrap()).collect();
-    let v = json!({"texts": texts, "input_ids": ids});
+    let prompt = tok.encode_chat(&[Message::user(PROMPT, 1)], true).unwrap();
+    let v = json!({"texts": texts, "captions": captions, "input_ids": ids,
+                   "prompt_ids": prompt, "max_new_tokens": 24});
     std::fs::write(
         fx.join("inputs.json"),
         serde_json::to_string_pretty(&v).unwrap(),
     )
     .unwrap();
+    let s = world.config().image_size as i64;
+    let raw: Vec<f32> = samples
+        .iter()
+        .flat_map(|x| x.image.rgb.iter().map(|&b| f32::from(b)))
+        .collect();
+    let images = Tensor::from_slice(&raw).view([samples.len() as i64, s, s, 3]);
     llava::write_safetensors(
-        &[("pixel_values".into(), pixels)],
+        &[("pixel_values".into(), pixels), ("images".into(), images)],
         &fx.join("inputs.safetensors"),
     )
     .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+fn ids_of(v: &Value) -> Vec<i64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_i64().unwrap())
+        .collect()
+}
+
 #[test]
 fn saved_sft_model_matches_transformers() {
     let fx = fixture_dir();
     let model = LlavaModel::load(&fx.join("model"), &cpu()).unwrap();
-    let inputs: Value =
-        serde_json::from_str(&std::fs::read_to_string(fx.join("inputs.json")).unwrap()).unwrap();
-    let pixels = Tensor::read_safetensors(fx.join("inputs.safetensors")).unwrap();
-    let pixels = &pixels[0].1;
+    let read = |f: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(fx.join(f)).unwrap()).unwrap()
+    };
+    let (inputs, check) = (read("inputs.json"), read("check.json"));
+    let tensors = Tensor::read_safetensors(fx.join("inputs.safetensors")).unwrap();
+    let pixels = &tensors.iter().find(|(n, _)| n == "pixel_values").unwrap().1;
     let golden = Tensor::read_safetensors(fx.join("golden.safetensors")).unwrap();
-    let check: Value =
-        serde_json::from_str(&std::fs::read_to_string(fx.join("check.json")).unwrap()).unwrap();
     // transformers loaded every key and expected no other.
     assert_eq!(check["missing_keys"], json!([]), "{check}");
     assert_eq!(check["unexpected_keys"], json!([]), "{check}");
+    assert_eq!(check["mismatched_keys"], json!([]), "{check}");
+    // AutoTokenizer on the saved directory gives Rust's ids and decodes the captions back.
     assert_eq!(check["tokenizer_ids_match"], json!(true), "{check}");
+    assert_eq!(check["tokenizer_decode_match"], json!(true), "{check}");
+    // CLIPImageProcessor with the saved preprocessor_config.json gives the pixels Rust used.
+    assert!(
+        check["pixel_values_max_diff"].as_f64().unwrap() < 1e-5,
+        "{check}"
+    );
     let rows = inputs["input_ids"].as_array().unwrap();
     for (i, row) in rows.iter().enumerate() {
-        let ids: Vec<i64> = row
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_i64().unwrap())
-            .collect();
-        let mine = logits(&model, &ids, &pixels.narrow(0, i as i64, 1));
+        let mine = logits(&model, &ids_of(row), &pixels.narrow(0, i as i64, 1));
         let theirs = &golden
             .iter()
             .find(|(n, _)| *n == format!("logits_{i}"))
@@ -511,6 +533,15 @@ fn saved_sft_model_matches_transformers() {
             .1;
         let d = max_diff(&mine, theirs);
         assert!(d < 1e-4, "row {i}: max |rust - transformers| = {d}");
+    }
+    // Greedy decoding of the generation prompt agrees token for token.
+    let prompt = ids_of(&inputs["prompt_ids"]);
+    let mut cfg = llava::SamplingConfig::greedy(&model, inputs["max_new_tokens"].as_i64().unwrap());
+    cfg.seed = Some(0);
+    for i in 0..rows.len() {
+        let px = pixels.narrow(0, i as i64, 1);
+        let out = llava::generate(&model, &[prompt.clone()], Some(&px), &cfg).unwrap();
+        assert_eq!(json!(out[0]), check["greedy"][i], "greedy row {i}");
     }
 }
 

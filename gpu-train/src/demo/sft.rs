@@ -125,7 +125,7 @@ impl SftSpec {
             max_position_embeddings: 256,
             rope_theta: 10000.0,
             vocab_size: 310,
-            epochs: 10,
+            epochs: 6,
             batch_size: 8,
             learning_rate: 1e-2,
             warmup_steps: 5,
