@@ -29,6 +29,7 @@ use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
 use tokenizers::pre_tokenizers::punctuation::Punctuation;
 use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::Split;
 use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 
 /// Unknown piece (id 0).
@@ -93,12 +94,15 @@ pub fn train_tokenizer(corpus: &[&str], vocab_size: usize, out: &Path) -> Result
 }
 
 /// Sentencepiece-like word splitting: `▁` marks spaces (one prepended to the
-/// text), pieces start at a `▁`, punctuation stands alone.
-fn pre_tokenizer() -> PreTokenizerWrapper {
-    PreTokenizerWrapper::Sequence(Sequence::new(vec![
+/// text), pieces start at a `▁`, punctuation and line breaks stand alone.
+fn pre_tokenizer() -> Result<PreTokenizerWrapper> {
+    let newline = Split::new("\n", SplitDelimiterBehavior::Isolated, false)
+        .map_err(|e| anyhow!("building the line-break splitter: {e}"))?;
+    Ok(PreTokenizerWrapper::Sequence(Sequence::new(vec![
         PreTokenizerWrapper::Metaspace(Metaspace::new('▁', PrependScheme::First, true)),
         PreTokenizerWrapper::Punctuation(Punctuation::new(SplitDelimiterBehavior::Isolated)),
-    ]))
+        PreTokenizerWrapper::Split(newline),
+    ])))
 }
 
 /// Runs the BPE trainer; returns the trained tokenizer as JSON.
@@ -110,7 +114,7 @@ fn train_bpe(corpus: &[&str], learned_budget: usize) -> Result<Value> {
         .build()
         .map_err(|e| anyhow!("building the BPE model: {e}"))?;
     let mut tok = Tokenizer::new(model);
-    tok.with_pre_tokenizer(Some(pre_tokenizer()));
+    tok.with_pre_tokenizer(Some(pre_tokenizer()?));
     let specials = [UNK, BOS, EOS]
         .iter()
         .map(|s| AddedToken::from(*s, true))

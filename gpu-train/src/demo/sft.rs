@@ -102,7 +102,7 @@ impl SftSpec {
             intermediate_size: 344,
             max_position_embeddings: 1024,
             rope_theta: 10000.0,
-            vocab_size: 350,
+            vocab_size: 380,
             epochs,
             batch_size,
             learning_rate: 2e-3,
@@ -124,7 +124,7 @@ impl SftSpec {
             intermediate_size: 64,
             max_position_embeddings: 256,
             rope_theta: 10000.0,
-            vocab_size: 310,
+            vocab_size: 335,
             epochs: 6,
             batch_size: 8,
             learning_rate: 1e-2,
@@ -271,7 +271,8 @@ pub fn train_sft(
         let captions: Vec<String> = (0..n_train as u64)
             .map(|i| world.annotate(Split::Train, i, 0).caption)
             .collect();
-        let tok_report = train_caption_tokenizer(&captions, spec.vocab_size, &stage)?;
+        let tok_report =
+            train_caption_tokenizer(&captions, spec.vocab_size, &stage.join("tokenizer.json"))?;
         let config = llava_config(world, verifier_dir, spec, &tok_report)?;
         let per_image = config.image_tokens_per_image();
         let tok = LlavaTokenizer::from_file(
@@ -286,7 +287,7 @@ pub fn train_sft(
         let features = cache_features(world, &model, &norm)?;
         let (steps, losses) = train_loop(world, &model, &tok, &features, spec, progress)?;
         save_pretrained(&model, Some(verifier_dir), &stage)?;
-        write_side_files(&stage, &tok_report, &model.config, verifier_dir, &norm)?;
+        write_side_files(&stage, &model.config, verifier_dir, &norm)?;
         Ok(SftReport {
             steps,
             final_loss: losses.last().copied().unwrap_or(f64::NAN),
@@ -307,18 +308,26 @@ pub fn train_sft(
     Ok(report)
 }
 
-/// The tokenizer corpus: every training caption, plus the prompt once so its
-/// characters are in the alphabet (the `<image>` placeholder is an added token).
-fn train_caption_tokenizer(
+/// The tokenizer corpus: every training example as the chat template renders
+/// it, cut at the `<image>` placeholder (an added token, never seen by BPE), so
+/// the prompt's words are merged like the captions' and the text pieces
+/// pre-tokenize as they do in the encoded prompt.
+pub fn train_caption_tokenizer(
     captions: &[String],
     vocab_size: usize,
-    dir: &Path,
+    out: &Path,
 ) -> Result<TokenizerReport> {
-    let prompt = render_chat(&[Message::user(PROMPT, 0)], true);
-    let mut corpus: Vec<&str> = captions.iter().map(String::as_str).collect();
-    corpus.push(&prompt);
-    corpus.push("\n");
-    lm_tokenizer::train_tokenizer(&corpus, vocab_size, &dir.join("tokenizer.json"))
+    let mut corpus: Vec<String> = Vec::with_capacity(2 * captions.len());
+    for c in captions {
+        let text = render_chat(&[Message::user(PROMPT, 1), Message::assistant(c)], false);
+        corpus.extend(
+            text.split(crate::llava::IMAGE_TOKEN)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+        );
+    }
+    let refs: Vec<&str> = corpus.iter().map(String::as_str).collect();
+    lm_tokenizer::train_tokenizer(&refs, vocab_size, out)
 }
 
 /// The vision config of a CLIP checkpoint's `config.json` (a `CLIPConfig`'s
@@ -535,7 +544,7 @@ fn train_loop(
         let (mut sum, mut count) = (0.0, 0usize);
         for batch in order.chunks(spec.batch_size) {
             let lr = learning_rate(spec, step, total);
-            let loss = train_step(
+            let (loss, tokens) = train_step(
                 model,
                 &mut opt,
                 &examples,
@@ -549,8 +558,8 @@ fn train_loop(
             if !loss.is_finite() {
                 bail!("SFT loss is {loss} at step {step} (learning rate {lr})");
             }
-            sum += loss * batch.len() as f64;
-            count += batch.len();
+            sum += loss * tokens as f64;
+            count += tokens;
             step += 1;
             progress(step, total);
         }
@@ -559,7 +568,8 @@ fn train_loop(
     Ok((step, losses))
 }
 
-/// One teacher-forced step on `batch` (indices into `examples`); returns the loss.
+/// One teacher-forced step on `batch` (indices into `examples`); returns the
+/// mean loss and the number of target tokens it averages over.
 #[allow(clippy::too_many_arguments)]
 fn train_step(
     model: &LlavaModel,
@@ -571,7 +581,7 @@ fn train_step(
     pad: i64,
     lr: f64,
     clip: f64,
-) -> Result<f64> {
+) -> Result<(f64, usize)> {
     let width = batch.iter().map(|&i| examples[i].len()).max().unwrap_or(0);
     let mut ids = Vec::with_capacity(batch.len() * width);
     let mut targets = Vec::with_capacity(batch.len() * width);
@@ -609,7 +619,11 @@ fn train_step(
     loss.backward();
     opt.clip_grad_norm(clip);
     opt.step(lr);
-    Ok(loss.double_value(&[]))
+    let tokens = batch
+        .iter()
+        .map(|&i| examples[i].len() - p_len as usize)
+        .sum();
+    Ok((loss.double_value(&[]), tokens))
 }
 
 /// Linear warmup to the peak, then a cosine down to `final_lr_ratio` of it.
@@ -641,7 +655,6 @@ fn shuffled(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
 /// so transformers' `AutoTokenizer` and `CLIPImageProcessor` load the directory.
 fn write_side_files(
     dir: &Path,
-    tok: &TokenizerReport,
     cfg: &LlavaConfig,
     verifier_dir: &Path,
     norm: &PixelNorm,
@@ -657,7 +670,6 @@ fn write_side_files(
         "model_max_length": cfg.text.max_position_embeddings,
         "padding_side": "left",
     });
-    let _ = tok;
     write_json(&dir.join("tokenizer_config.json"), &tok_cfg)?;
     let src = verifier_dir.join("preprocessor_config.json");
     let pre = if src.exists() {
