@@ -28,6 +28,7 @@ mod model;
 mod peft;
 mod projector;
 mod rope;
+mod save;
 mod value_head;
 mod weights;
 
@@ -45,4 +46,5 @@ pub use peft::{
     write_safetensors,
 };
 pub use rope::inverse_frequencies;
+pub use save::{hf_config, save_pretrained};
 pub use weights::{Checkpoint, canonical_name};

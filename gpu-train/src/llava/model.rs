@@ -208,7 +208,47 @@ impl LlavaModel {
             }
             return Ok(embeds);
         };
-        let features = self.image_features(pixels)?;
+        self.scatter_image_features(ids, embeds, &self.image_features(pixels)?)
+    }
+
+    /// [`LlavaModel::input_embeds`] from vision-tower features computed earlier by
+    /// [`LlavaModel::vision_features`] (a frozen tower's features can be cached per image);
+    /// the projector runs here, so it trains.
+    pub fn input_embeds_from_features(&self, ids: &Tensor, features: &Tensor) -> Result<Tensor> {
+        check_ids(ids, self.config.text.vocab_size)?;
+        let want = [
+            self.config.image_tokens_per_image(),
+            self.config.vision.hidden_size,
+        ];
+        if features.dim() != 3 || features.size()[1..] != want {
+            bail!(
+                "vision features must be [n, {}, {}], found {:?}",
+                want[0],
+                want[1],
+                features.size()
+            );
+        }
+        let embeds = self.language_model.embed(ids);
+        let projected = self
+            .multi_modal_projector
+            .forward(&features.to_device(self.device()).to_kind(self.kind));
+        self.scatter_image_features(ids, embeds, &projected)
+    }
+
+    /// Vision-tower features `[n, patches, vision_hidden]` (before the projector).
+    pub fn vision_features(&self, pixels: &Tensor) -> Result<Tensor> {
+        self.vision_tower
+            .forward(&pixels.to_device(self.device()), self.kind)
+    }
+
+    fn scatter_image_features(
+        &self,
+        ids: &Tensor,
+        embeds: Tensor,
+        features: &Tensor,
+    ) -> Result<Tensor> {
+        let is_image = ids.eq(self.config.image_token_id);
+        let n_tokens = is_image.sum(Kind::Int64).int64_value(&[]);
         let (n_img, per) = (features.size()[0], features.size()[1]);
         if n_tokens != n_img * per {
             bail!(
