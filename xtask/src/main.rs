@@ -3,9 +3,10 @@
 //! - `setup`: install what is missing (pinned, idempotent).
 //! - `test`: `setup`, then every test of every crate and feature set.
 //! - `vocab`: regenerate the entity vocabulary tables from WordNet 3.0.
-//! - `demo`: the synthetic-world pipeline (not built yet; says so).
+//! - `demo`: FiSAO end to end on the synthetic world (docs/demo.md).
 
 mod cmd;
+mod demo;
 mod setup;
 mod test;
 mod vocab;
@@ -18,7 +19,9 @@ const USAGE: &str = "usage: cargo xtask <setup|test|vocab|demo> [options]
   test    setup, then run every test of every crate and feature set
           (--skip-torch: leave out gpu-train)
   vocab   regenerate reward-core's entity vocabulary from WordNet 3.0 (--check: compare only)
-  demo    FiSAO end to end on the synthetic world (not implemented yet)";
+  demo    FiSAO end to end on the synthetic world, on the CPU: verifier, SFT, baselines,
+          PPO (none / sentence / token), evaluation, report
+          (--world FILE --out DIR --seed N --threads N --quick)";
 
 fn main() {
     if let Err(err) = run() {
@@ -38,9 +41,7 @@ fn run() -> Result<()> {
         "setup" => setup::setup_all().map(|_| ()),
         "test" => test::run(rest),
         "vocab" => vocab::run(rest),
-        "demo" => bail!(
-            "`cargo xtask demo` (the synthetic-world pipeline) is not implemented yet; see README.md, section Status"
-        ),
+        "demo" => demo::run(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())

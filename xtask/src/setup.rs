@@ -93,7 +93,7 @@ fn dpkg_installed(package: &str) -> bool {
 
 /// Creates the PyTorch venv when its stamp does not match the pinned
 /// requirements, and returns its path.
-fn torch_venv() -> Result<PathBuf> {
+pub fn torch_venv() -> Result<PathBuf> {
     let root = workspace_root();
     let requirements = root.join("xtask/requirements-torch.txt");
     let wanted = std::fs::read_to_string(&requirements)

@@ -1,0 +1,301 @@
+//! The demo's outputs: `results.json` (the schema of issue 8 plus standard
+//! errors and the stage reports), `report.md` with the results table, the
+//! paper's claims checked against the measurements, example captions, and
+//! the figures (`figure1.svg`: correct vs hallucinated scores of SFT
+//! mentions, token vs sentence level; `figure4.svg`: verifier scores of the
+//! mentions each model generates on the test images). Every file is written
+//! atomically (temporary file + rename).
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use reward_core::metrics::plots::{Panel, Series, render};
+use serde_json::{Value, json};
+
+use super::eval::{Estimate, Metrics};
+use super::pipeline::DemoResults;
+use super::task::WorldTask;
+
+/// Writes `text` to `path` through a temporary file in the same directory.
+pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} has no file name", path.display()))?;
+    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+}
+
+fn model_json(m: &Metrics) -> Value {
+    json!({
+        "chair_s": m.chair_s.value,
+        "chair_i": m.chair_i.value,
+        "recall": m.recall.value,
+        "objects_per_caption": m.objects_per_caption.value,
+        "mean_score": m.mean_score.value,
+        "duplicates_per_caption": m.duplicates_per_caption.value,
+        "f1": m.f1,
+        "images": m.images,
+        "se": {
+            "chair_s": m.chair_s.se,
+            "chair_i": m.chair_i.se,
+            "recall": m.recall.se,
+            "objects_per_caption": m.objects_per_caption.se,
+            "mean_score": m.mean_score.se,
+            "duplicates_per_caption": m.duplicates_per_caption.se,
+        },
+    })
+}
+
+/// `results.json`.
+pub fn results_json(r: &DemoResults) -> Value {
+    let models: serde_json::Map<String, Value> = r
+        .models
+        .iter()
+        .map(|m| (m.name.clone(), model_json(&m.metrics)))
+        .collect();
+    json!({
+        "models": models,
+        "auroc_token": r.auroc.map(|a| a.0),
+        "auroc_sentence": r.auroc.map(|a| a.1),
+        "reference_rows": { "sft+verifier-filter": model_json(&r.filtered) },
+        "world": r.world,
+        "stages": r.stages,
+        "seconds": r.timings.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+    })
+}
+
+fn cell(e: Estimate, digits: usize) -> String {
+    format!("{:.digits$} ± {:.digits$}", e.value, e.se)
+}
+
+fn row(name: &str, m: &Metrics) -> String {
+    format!(
+        "| {name} | {} | {} | {} | {} | {} | {} |",
+        cell(m.chair_s, 3),
+        cell(m.chair_i, 3),
+        cell(m.recall, 3),
+        cell(m.objects_per_caption, 2),
+        cell(m.duplicates_per_caption, 3),
+        cell(m.mean_score, 2),
+    )
+}
+
+/// The results table (Markdown), standard errors over images.
+pub fn table(r: &DemoResults) -> String {
+    let mut t = String::from(
+        "| model | CHAIR_s | CHAIR_i | recall | objects / caption | repeats / caption | verifier score of mentions |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    for m in &r.models {
+        t += &row(&m.name, &m.metrics);
+        t.push('\n');
+    }
+    t += &row("sft + verifier filter (reference)", &r.filtered);
+    t.push('\n');
+    t
+}
+
+fn metrics_of<'a>(r: &'a DemoResults, name: &str) -> Option<&'a Metrics> {
+    r.models.iter().find(|m| m.name == name).map(|m| &m.metrics)
+}
+
+/// The paper's claims, each with what was measured and whether it holds.
+pub fn claims(r: &DemoResults) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    let (Some(sft), Some(tok), Some(sen), Some(none)) = (
+        metrics_of(r, "sft"),
+        metrics_of(r, "fisao-token"),
+        metrics_of(r, "ppo-sentence"),
+        metrics_of(r, "ppo-none"),
+    ) else {
+        return out;
+    };
+    let rel = if sft.chair_i.value > 0.0 {
+        1.0 - tok.chair_i.value / sft.chair_i.value
+    } else {
+        0.0
+    };
+    out.push((
+        format!(
+            "FiSAO-token lowers CHAIR_i by at least 30% relative to SFT: {:.3} -> {:.3} ({:+.1}%)",
+            sft.chair_i.value,
+            tok.chair_i.value,
+            -100.0 * rel
+        ),
+        rel >= 0.30,
+    ));
+    let drec = tok.recall.value - sft.recall.value;
+    out.push((
+        format!(
+            "with recall within 5 points of SFT: {:.3} -> {:.3} ({:+.1} points)",
+            sft.recall.value,
+            tok.recall.value,
+            100.0 * drec
+        ),
+        drec.abs() <= 0.05,
+    ));
+    for (other, m) in [("PPO-sentence", sen), ("PPO-none (KL only)", none)] {
+        out.push((
+            format!(
+                "FiSAO-token has a lower CHAIR_i than {other}: {} vs {}",
+                cell(tok.chair_i, 3),
+                cell(m.chair_i, 3)
+            ),
+            tok.chair_i.value < m.chair_i.value,
+        ));
+    }
+    if let Some((t, s)) = r.auroc {
+        out.push((
+            format!(
+                "token-level scores detect hallucinated mentions better than sentence-level: AUROC {t:.3} vs {s:.3}"
+            ),
+            t > s,
+        ));
+    }
+    out
+}
+
+fn figure4(r: &DemoResults) -> String {
+    let series = r
+        .models
+        .iter()
+        .map(|m| Series {
+            name: m.name.clone(),
+            values: m
+                .captions
+                .iter()
+                .flat_map(|c| c.mentions.iter().map(|j| j.score))
+                .collect(),
+        })
+        .collect();
+    render(
+        "Verifier scores of generated object mentions, held-out images (FiSAO Figure 4)",
+        &[Panel::Histogram {
+            title: "all mentions, greedy captions".into(),
+            x_label: "verifier score (100 x cosine)".into(),
+            series,
+            bins: 30,
+        }],
+    )
+}
+
+fn examples(r: &DemoResults, test: &WorldTask, n: usize) -> String {
+    let mut s = String::new();
+    let class = |id: u16| {
+        r.world["classes"][id as usize]
+            .as_str()
+            .unwrap_or("?")
+            .to_string()
+    };
+    let world_truth = |i: usize| {
+        let names: Vec<String> = test.samples()[i]
+            .objects()
+            .iter()
+            .map(|o| format!("{} x{}", class(o.class.0), o.count))
+            .collect();
+        names.join(", ")
+    };
+    for i in 0..n.min(test.samples().len()) {
+        let _ = writeln!(
+            s,
+            "- test image {i} (present: {}), reference: \"{}\"",
+            world_truth(i),
+            test.samples()[i].caption()
+        );
+        for m in &r.models {
+            if let Some(c) = m.captions.iter().find(|c| c.index == i) {
+                let marks: Vec<String> = c
+                    .mentions
+                    .iter()
+                    .map(|j| {
+                        let word = j.mention.text(&c.text).unwrap_or("?");
+                        let tag = if j.correct { "ok" } else { "HALLUCINATED" };
+                        format!("{word} {:.1} {tag}", j.score)
+                    })
+                    .collect();
+                let _ = writeln!(s, "  - {}: \"{}\" [{}]", m.name, c.text, marks.join("; "));
+            }
+        }
+    }
+    s
+}
+
+/// `report.md`.
+pub fn markdown(r: &DemoResults, test: &WorldTask) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# FiSAO on the synthetic world `{}`\n",
+        r.world["name"].as_str().unwrap_or("?")
+    );
+    let _ = writeln!(
+        s,
+        "Greedy captions of {} held-out test images; ± is one standard error over images. \
+         Checkpoints were selected on the validation split (object-level F1), never on test images.\n",
+        r.models.first().map_or(0, |m| m.metrics.images)
+    );
+    s += &table(r);
+    s += "\n## The paper's claims, as measured here\n\n";
+    for (text, holds) in claims(r) {
+        let _ = writeln!(
+            s,
+            "- [{}] {text}",
+            if holds { "holds" } else { "does NOT hold" }
+        );
+    }
+    s += "\n## Figures\n\n![Figure 1](figure1.svg)\n\n![Figure 4](figure4.svg)\n\n";
+    s += "Figure 1 is drawn from sampled SFT captions of training images (the baseline stage).\n\n";
+    if let Some((t, sen)) = r.auroc {
+        let _ = writeln!(
+            s,
+            "AUROC for telling correct from hallucinated mentions in SFT test captions: token level {t:.3}, sentence level {sen:.3} \
+             (each mention carries its own score at the token level and its caption's score at the sentence level).\n"
+        );
+    }
+    s += "## Stages\n\n```json\n";
+    s += &serde_json::to_string_pretty(&json!({"world": r.world, "stages": r.stages}))
+        .unwrap_or_default();
+    s += "\n```\n\n## Time per stage (seconds)\n\n";
+    for (k, v) in &r.timings {
+        let _ = writeln!(s, "- {k}: {v:.1}");
+    }
+    s += "\n## Example captions\n\n";
+    s += &examples(r, test, 6);
+    s
+}
+
+/// Writes results.json, report.md, figure4.svg and one captions file per model.
+pub fn write_all(r: &DemoResults, test: &WorldTask) -> Result<()> {
+    write_atomic(
+        &r.out.join("results.json"),
+        &(serde_json::to_string_pretty(&results_json(r))? + "\n"),
+    )?;
+    write_atomic(&r.out.join("figure4.svg"), &figure4(r))?;
+    for m in &r.models {
+        let mut lines = String::new();
+        for c in &m.captions {
+            let mentions: Vec<Value> = c
+                .mentions
+                .iter()
+                .map(|j| {
+                    json!({"text": j.mention.text(&c.text), "start": j.mention.start, "end": j.mention.end,
+                           "score": j.score, "correct": j.correct})
+                })
+                .collect();
+            lines +=
+                &json!({"image": c.index, "caption": c.text, "sentence_score": c.sentence_score,
+                             "mentions": mentions})
+                .to_string();
+            lines.push('\n');
+        }
+        write_atomic(
+            &r.out.join("captions").join(format!("{}.jsonl", m.name)),
+            &lines,
+        )?;
+    }
+    write_atomic(&r.out.join("report.md"), &markdown(r, test))
+}
