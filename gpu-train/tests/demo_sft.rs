@@ -567,19 +567,50 @@ fn default_world_sft() {
         }
     };
     let mut spec = SftSpec::for_world(&world);
-    if let Ok(e) = std::env::var("SFT_EPOCHS") {
-        spec.epochs = e.parse().unwrap();
+    // Overrides for timing runs.
+    let var = |k: &str| std::env::var(k).ok().map(|v| v.parse::<i64>().unwrap());
+    if let Some(e) = var("SFT_EPOCHS") {
+        spec.epochs = e as usize;
+    }
+    if let Some(h) = var("SFT_HIDDEN") {
+        spec.hidden_size = h;
+    }
+    if let Some(i) = var("SFT_INTER") {
+        spec.intermediate_size = i;
     }
     let out = std::env::var("SFT_OUT").map_or_else(|_| dir.join("sft"), PathBuf::from);
     let t0 = std::time::Instant::now();
     let report = train_sft(&world, &clip, &spec, &out, &mut |s, t| {
-        if s % 50 == 0 || s == t {
-            eprintln!("step {s}/{t} {:.1}s", t0.elapsed().as_secs_f64());
+        if s == 1 || s % 50 == 0 || s == t {
+            let (wall, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds());
+            eprintln!("step {s}/{t} wall {wall:.1}s cpu {cpu:.1}s");
         }
     })
     .unwrap();
-    println!("{spec:?}\n{report:?}");
+    println!(
+        "{spec:?}\n{report:?}\nprocess CPU seconds: {:.1}",
+        cpu_seconds()
+    );
     let check = sft::greedy_check(&world, &out, Split::Validation, 200).unwrap();
     println!("{check:#?}");
     let _ = lm_tokenizer::BOS;
+}
+
+/// User + system CPU time of this process (Linux /proc), to read timings on a shared machine.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of stat(5); index 11 and 12 after the ")".
+    (ticks(11) + ticks(12)) / 100.0
 }
