@@ -314,6 +314,9 @@ pub fn run(world: &World, spec: &DemoSpec, out: &Path) -> Result<DemoResults> {
     for mode in [RewardMode::KlOnly, RewardMode::Sentence, RewardMode::Token] {
         let name = variant_name(mode);
         let t = Instant::now();
+        // LoRA A matrices come from libtorch's global generator: seed it so every
+        // variant starts from the same adapters, whatever ran before it.
+        tch::manual_seed((spec.ppo.seed ^ 0x10BA) as i64);
         let policy = load_policy(&sdir, &spec.ppo)?;
         let pb = bar(spec.ppo.batches, name);
         let run_dir = out.join("runs").join(name);
