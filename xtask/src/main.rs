@@ -3,21 +3,28 @@
 //! - `setup`: install what is missing (pinned, idempotent).
 //! - `test`: `setup`, then every test of every crate and feature set.
 //! - `vocab`: regenerate the entity vocabulary tables from WordNet 3.0.
+//! - `web`: build the in-browser highlighter and serve it on 127.0.0.1.
 //! - `demo`: the synthetic-world pipeline (not built yet; says so).
 
 mod cmd;
 mod setup;
 mod test;
 mod vocab;
+mod web;
+mod web_setup;
+mod web_tests;
 
 use anyhow::{Result, bail};
 
-const USAGE: &str = "usage: cargo xtask <setup|test|vocab|demo> [options]
+const USAGE: &str = "usage: cargo xtask <setup|test|vocab|web|demo> [options]
 
   setup   install what is missing: rust targets, Debian packages, the PyTorch 2.11.0 venv
   test    setup, then run every test of every crate and feature set
           (--skip-torch: leave out gpu-train)
   vocab   regenerate reward-core's entity vocabulary from WordNet 3.0 (--check: compare only)
+  web     build the in-browser highlighter page and serve it on 127.0.0.1
+          (--port N, default 8787; --models DIR: also serve DIR under /models/;
+          --test [--screenshot PNG]: run only the browser tests)
   demo    FiSAO end to end on the synthetic world (not implemented yet)";
 
 fn main() {
@@ -38,6 +45,7 @@ fn run() -> Result<()> {
         "setup" => setup::setup_all().map(|_| ()),
         "test" => test::run(rest),
         "vocab" => vocab::run(rest),
+        "web" => web::run(rest),
         "demo" => bail!(
             "`cargo xtask demo` (the synthetic-world pipeline) is not implemented yet; see README.md, section Status"
         ),

@@ -1,0 +1,45 @@
+//! The browser tests of the highlighter page (a step of `cargo xtask test`):
+//! builds the page and the native `fisao` CLI, serves the page and the test
+//! fixtures on 127.0.0.1, and runs `web/tests/browser/run.mjs` in headless
+//! Chromium on the WASM and WebGPU (SwiftShader) backends. The script
+//! compares the page's reports with `fisao score --json`.
+
+use crate::{cmd, setup, web, web_setup};
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Runs the browser tests; `screenshot` saves the scored page there.
+pub fn run(screenshot: Option<PathBuf>) -> Result<()> {
+    let root = setup::workspace_root();
+    web_setup::setup()?;
+    let dist = web::build(web::GPU_DEFAULT)?;
+    cmd::run(cmd::cargo(&root).args([
+        "build",
+        "-p",
+        "reward-core",
+        "--features",
+        "cli",
+        "--bin",
+        "fisao",
+    ]))?;
+    let fisao = web::target_dir().join("debug/fisao");
+    let addr = web::serve_in_background(vec![
+        ("/".to_string(), dist),
+        ("/fixtures/".to_string(), root.join("tests/fixtures")),
+    ])?;
+    let mut node = Command::new("node");
+    node.arg(web_setup::browser_tests_dir().join("run.mjs"))
+        .current_dir(web_setup::browser_tests_dir())
+        .env("BASE_URL", format!("http://{addr}/"))
+        .env("ROOT", &root)
+        .env("FISAO_BIN", &fisao)
+        .env("CHROMIUM", web_setup::CHROMIUM);
+    if !web::GPU_DEFAULT {
+        node.env("BACKENDS", "wasm");
+    }
+    if let Some(s) = screenshot {
+        node.env("SCREENSHOT", s);
+    }
+    cmd::run(&mut node).context("the browser tests failed")
+}
