@@ -43,7 +43,10 @@ impl Towers {
         }
     }
 
-    async fn embed_texts(&self, texts: &[String]) -> Result<reward_core::clip::TextEmbeddings, String> {
+    async fn embed_texts(
+        &self,
+        texts: &[String],
+    ) -> Result<reward_core::clip::TextEmbeddings, String> {
         match self {
             Towers::Cpu(c) => c.embed_texts(texts),
             #[cfg(feature = "gpu")]
@@ -97,7 +100,12 @@ impl Highlighter {
             towers.model.config().projection_dim(),
             Some(towers.model_hash()),
         );
-        let info = model_info(towers.model.config(), towers.model.logit_scale(), session.model_hash(), "cpu");
+        let info = model_info(
+            towers.model.config(),
+            towers.model.logit_scale(),
+            session.model_hash(),
+            "cpu",
+        );
         Ok(Highlighter {
             session: Rc::new(RefCell::new(session)),
             towers: Towers::Cpu(Rc::new(towers)),
@@ -163,7 +171,10 @@ impl Highlighter {
         session.borrow_mut().clear_image();
         future_to_promise(async move {
             let emb = towers.embed_image(&bytes, &name).await.map_err(js_value)?;
-            session.borrow_mut().set_image_embedding(emb).map_err(js_value)?;
+            session
+                .borrow_mut()
+                .set_image_embedding(emb)
+                .map_err(js_value)?;
             Ok(JsValue::UNDEFINED)
         })
     }
@@ -172,7 +183,26 @@ impl Highlighter {
     /// returns a one-line description.
     #[wasm_bindgen(js_name = setVocabCache)]
     pub fn set_vocab_cache(&self, bytes: &[u8], name: &str) -> Result<String, JsError> {
-        self.session.borrow_mut().set_vocab_cache(bytes, name).map_err(js)
+        self.session
+            .borrow_mut()
+            .set_vocab_cache(bytes, name)
+            .map_err(js)
+    }
+
+    /// Uses a `baseline.json` (object-level, this model) for rewards and
+    /// labels; returns a one-line description.
+    #[wasm_bindgen(js_name = setBaselines)]
+    pub fn set_baselines(&self, json: &str, name: &str) -> Result<String, JsError> {
+        self.session
+            .borrow_mut()
+            .set_baselines(json, name)
+            .map_err(js)
+    }
+
+    /// Back to the default, uncalibrated baselines.
+    #[wasm_bindgen(js_name = clearBaselines)]
+    pub fn clear_baselines(&self) {
+        self.session.borrow_mut().clear_baselines();
     }
 
     /// Stops using the vocabulary cache.
@@ -186,7 +216,9 @@ impl Highlighter {
     pub fn score(&self, text: String, settings: String) -> Promise {
         let (session, towers) = (self.session.clone(), self.towers.clone());
         future_to_promise(async move {
-            let report = score(&session, &towers, &text, &settings).await.map_err(js_value)?;
+            let report = score(&session, &towers, &text, &settings)
+                .await
+                .map_err(js_value)?;
             Ok(JsValue::from_str(&report))
         })
     }
@@ -212,11 +244,11 @@ async fn score(
     }
     let sentence = if settings.sentence {
         let emb = towers.embed_texts(&[text.to_string()]).await?;
-        Some(session.borrow().sentence_score(
-            &settings,
-            emb.embeddings.row(0),
-            emb.truncated[0],
-        )?)
+        Some(
+            session
+                .borrow()
+                .sentence_score(&settings, emb.embeddings.row(0), emb.truncated[0])?,
+        )
     } else {
         None
     };

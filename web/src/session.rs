@@ -18,7 +18,10 @@ use reward_core::reward::{Response, RewardConfig, ScoredMention, TokenRewarder};
 use reward_core::vocab::{Expansion, Vocabulary};
 use serde::{Deserialize, Serialize};
 
-use crate::rules::{self, DEFAULT_BASELINE_NAME, DEFAULT_MARGIN};
+use reward_core::baseline::Baselines;
+use reward_core::reward::RewardBounds;
+
+use crate::rules::{self, DEFAULT_BASELINE_NAME};
 
 /// The page's controls.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
@@ -26,8 +29,10 @@ use crate::rules::{self, DEFAULT_BASELINE_NAME, DEFAULT_MARGIN};
 pub struct Settings {
     /// Text template with one `{}` (default `"{}"`, as `fisao score`).
     pub template: String,
-    /// Eq. 8 margin in cosine units (default 0.10, as `fisao score`).
-    pub margin: f64,
+    /// Eq. 8 margin in score units; `None`: `fisao score`'s default (0.10
+    /// cosine units with the default baselines, `RewardConfig`'s with a
+    /// `baseline.json`).
+    pub margin: Option<f64>,
     /// `cosine100` or `clipscore`.
     pub score: String,
     /// Also score the whole caption (one more text-tower run).
@@ -38,7 +43,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             template: "{}".into(),
-            margin: DEFAULT_MARGIN,
+            margin: None,
             score: "cosine100".into(),
             sentence: true,
         }
@@ -110,7 +115,7 @@ pub struct Report {
     pub score_kind: String,
     /// The template.
     pub template: String,
-    /// The margin in cosine units.
+    /// The margin used, in score units.
     pub margin: f64,
     /// Where the baselines come from.
     pub baseline: String,
@@ -148,6 +153,8 @@ pub struct Session {
     /// word does not run the text tower again.
     memo: HashMap<(String, String), Vec<f32>>,
     vocab_cache: Option<EmbeddingCache>,
+    /// A `baseline.json` and its file name.
+    baselines: Option<(Baselines, String)>,
 }
 
 impl Session {
@@ -166,6 +173,7 @@ impl Session {
             image: None,
             memo: HashMap::new(),
             vocab_cache: None,
+            baselines: None,
         }
     }
 
@@ -200,13 +208,17 @@ impl Session {
     /// Reads a vocabulary cache from `fisao embed vocab` and keeps it when it
     /// was made with this model. Returns a one-line description.
     pub fn set_vocab_cache(&mut self, bytes: &[u8], name: &str) -> Result<String, String> {
+        let hash = self.model_hash.as_deref().ok_or_else(|| {
+            format!(
+                "{name}: this backend cannot hash the model, so it cannot check that the \
+                 vocabulary cache belongs to it; use the WASM backend"
+            )
+        })?;
         let cache = EmbeddingCache::from_bytes(bytes, name).map_err(|e| e.to_string())?;
         cache
             .check_kind(CacheKind::Vocab)
             .map_err(|e| e.to_string())?;
-        cache
-            .check_model(&self.model_hash)
-            .map_err(|e| e.to_string())?;
+        cache.check_model(hash).map_err(|e| e.to_string())?;
         let meta = cache.meta();
         let info = format!(
             "{} forms, template {:?}",
@@ -215,6 +227,64 @@ impl Session {
         );
         self.vocab_cache = Some(cache);
         Ok(info)
+    }
+
+    /// Reads a `baseline.json` (docs/baseline-json.md) for rewards and
+    /// labels; refused now when it is not object-level or names another
+    /// model, and at scoring time when its score kind or template differ
+    /// from the settings (as `fisao score --baseline`).
+    pub fn set_baselines(&mut self, json: &str, name: &str) -> Result<String, String> {
+        let b: Baselines = serde_json::from_str(json)
+            .map_err(|e| format!("{name}: not a valid baseline.json: {e}"))?;
+        let kind: ScoreKind = b.verifier.score;
+        let scorer = Scorer {
+            kind,
+            logit_scale: self.logit_scale,
+        };
+        let template = Template::new(&b.verifier.template).map_err(|e| format!("{name}: {e}"))?;
+        rules::baseline_bounds(&b, name, &scorer, &template, self.model_hash(), None)?;
+        let mean = |m: Option<f64>| m.map_or("none".to_string(), |m| format!("{m:.4}"));
+        let info = format!(
+            "{name}: {}, template {:?}, s_c {}, s_h {}",
+            b.verifier.score,
+            b.verifier.template,
+            mean(b.correct.mean()),
+            mean(b.hallucinated.mean())
+        );
+        self.baselines = Some((b, name.to_string()));
+        Ok(info)
+    }
+
+    /// Back to the default, uncalibrated baselines.
+    pub fn clear_baselines(&mut self) {
+        self.baselines = None;
+    }
+
+    /// The eq. 8 bounds, rewarder config and baseline name for `settings`.
+    fn bounds(
+        &self,
+        scorer: &Scorer,
+        template: &Template,
+        settings: &Settings,
+    ) -> Result<(RewardBounds, RewardConfig, String), String> {
+        match &self.baselines {
+            None => Ok((
+                rules::default_bounds(scorer, settings.margin)?,
+                RewardConfig::default(),
+                DEFAULT_BASELINE_NAME.to_string(),
+            )),
+            Some((b, name)) => {
+                let (bounds, config) = rules::baseline_bounds(
+                    b,
+                    name,
+                    scorer,
+                    template,
+                    self.model_hash(),
+                    settings.margin,
+                )?;
+                Ok((bounds, config, name.clone()))
+            }
+        }
     }
 
     /// Drops the vocabulary cache.
@@ -289,8 +359,8 @@ impl Session {
             kind,
             logit_scale: self.logit_scale,
         };
-        let bounds = rules::default_bounds(&scorer, settings.margin)?;
         let template = Template::new(&settings.template).map_err(|e| e.to_string())?;
+        let (bounds, config, baseline) = self.bounds(&scorer, &template, settings)?;
         let mentions = self.matcher.find(text);
         let mut scores = Vec::with_capacity(mentions.len());
         let mut cached = Vec::with_capacity(mentions.len());
@@ -309,8 +379,7 @@ impl Session {
             scores.push(scorer.score(emb, image).map_err(|e| e.to_string())?);
             cached.push(from_cache);
         }
-        let rewarder =
-            TokenRewarder::new(RewardConfig::default(), Some(bounds)).map_err(|e| e.to_string())?;
+        let rewarder = TokenRewarder::new(config, Some(bounds)).map_err(|e| e.to_string())?;
         let rewards = object_rewards(&rewarder, &mentions, &scores)?;
         let mut seen = std::collections::BTreeSet::new();
         let mut out = Vec::with_capacity(mentions.len());
@@ -343,8 +412,8 @@ impl Session {
             backend: String::new(),
             score_kind: kind.to_string(),
             template: template.as_str().to_string(),
-            margin: settings.margin,
-            baseline: DEFAULT_BASELINE_NAME.to_string(),
+            margin: bounds.margin(),
+            baseline,
             bounds: BoundsOut {
                 hi: bounds.hi(),
                 lo: bounds.lo(),

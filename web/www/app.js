@@ -165,11 +165,15 @@ async function loadModel(getCheckpoint) {
     const i = result.info;
     $('model-status').textContent = `Loaded in ${(state.timings.load_ms / 1000).toFixed(2)} s: ` +
       `${i.vision_layers}+${i.text_layers} layers, image ${i.image_size}px, embedding ${i.projection_dim}` +
-      (result.vocab ? `; vocabulary cache: ${result.vocab}` : '') + `; ${i.device}` + (i.hash ? ` (${i.hash.slice(0, 19)}…)` : '');
+      (result.vocab ? `; vocabulary cache: ${result.vocab}` : '') + `; ${i.device || 'unnamed adapter'}` + (i.hash ? ` (${i.hash.slice(0, 19)}…)` : '');
     state.image = false;
+    marginAuto = true;
+    $('baselines-status').textContent = 'default, uncalibrated baselines';
     $('image-status').textContent = 'Choose the image (again) for this model.';
-    if (imageFile) await setImage(imageFile);
+    $('progress').hidden = true;
     phase('ready');
+    // The image chosen before is embedded again by the new model (and the caption rescored).
+    if (imageFile) await setImage(imageFile);
   } catch (e) {
     showError(`Could not load the model: ${e.message}`);
     $('model-status').textContent = state.model ? 'The previous model is still loaded.' : 'No model loaded.';
@@ -204,10 +208,12 @@ async function setImage(file) {
   }
 }
 
+// The margin follows `fisao score`'s default (null) until the user moves it.
+let marginAuto = true;
 function settings() {
   return {
     template: $('template').value,
-    margin: Number($('margin').value),
+    margin: marginAuto ? null : Number($('margin').value),
     score: $('score-kind').value,
     sentence: true,
   };
@@ -260,6 +266,15 @@ function render(text, report) {
     at = m.js_end;
   }
   out.append(document.createTextNode(text.slice(at)));
+  if (marginAuto) {
+    // Scale the slider to the default margin, in the score's units.
+    const m = $('margin');
+    const max = Math.max(report.margin * 3, 1e-3);
+    m.max = String(max);
+    m.step = String(max / 300);
+    m.value = String(report.margin);
+  }
+  $('margin-value').textContent = `${report.margin.toPrecision(4)}${marginAuto ? ' (default)' : ''}`;
   const b = report.bounds;
   $('bounds').textContent = ` (hi ${b.hi.toFixed(3)}, lo ${b.lo.toFixed(3)}; ${report.score_kind}, template ${JSON.stringify(report.template)}, baselines ${report.baseline})`;
   $('sentence').textContent = report.sentence_score == null ? '' :
@@ -308,7 +323,29 @@ const rescore = () => { clearTimeout(debounce); debounce = setTimeout(() => { if
 $('caption').addEventListener('input', rescore);
 $('template').addEventListener('change', rescore);
 $('score-kind').addEventListener('change', rescore);
-$('margin').addEventListener('input', () => { $('margin-value').textContent = Number($('margin').value).toFixed(3); rescore(); });
+$('margin').addEventListener('input', () => { marginAuto = false; $('margin-value').textContent = Number($('margin').value).toPrecision(4); rescore(); });
+$('margin-default').addEventListener('click', () => { marginAuto = true; rescore(); });
+$('baselines-file').addEventListener('change', async (ev) => {
+  const f = ev.target.files[0];
+  if (!f) return;
+  clearError();
+  try {
+    const { result } = await call('baselines', { json: await f.text(), name: f.name });
+    $('baselines-status').textContent = result;
+    marginAuto = true;
+    rescore();
+  } catch (e) {
+    showError(`Could not use the baselines: ${e.message}`);
+  }
+  ev.target.value = '';
+});
+$('baselines-default').addEventListener('click', async () => {
+  if (!state.model) return;
+  await call('clearBaselines');
+  $('baselines-status').textContent = 'default, uncalibrated baselines';
+  marginAuto = true;
+  rescore();
+});
 
 // Start-up: say which backend will run, then honour ?backend= and ?model= (for links and benchmarks).
 (async () => {

@@ -66,6 +66,8 @@ const ops = {
   load,
   async image(msg) { await need().setImage(new Uint8Array(msg.bytes), msg.name); return {}; },
   async vocab(msg) { return need().setVocabCache(new Uint8Array(msg.bytes), msg.name); },
+  async baselines(msg) { return need().setBaselines(msg.json, msg.name); },
+  async clearBaselines() { need().clearBaselines(); return null; },
   async score(msg) { return JSON.parse(await need().score(msg.text, JSON.stringify(msg.settings))); },
   async mentions(msg) { return JSON.parse(fisao.find_mentions(msg.text)); },
 };

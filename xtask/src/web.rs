@@ -15,7 +15,7 @@ const PROFILE: &str = "dev";
 const PROFILE_DIR: &str = "debug";
 
 /// Whether the page is built with the WebGPU towers unless told otherwise.
-pub const GPU_DEFAULT: bool = false;
+pub const GPU_DEFAULT: bool = true;
 
 /// Options of `cargo xtask web`.
 struct Options {
