@@ -29,6 +29,12 @@ function call(op, data = {}, transfer = []) {
 
 const state = { model: null, image: false, report: null, timings: {}, phase: 'starting' };
 window.fisao = state;
+// The longest main-thread task (the page must stay responsive while the worker works).
+try {
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) state.timings.longest_task_ms = Math.max(state.timings.longest_task_ms || 0, e.duration);
+  }).observe({ type: 'longtask', buffered: true });
+} catch { /* no Long Tasks API: nothing to record */ }
 function phase(p) { state.phase = p; document.body.dataset.phase = p; }
 
 function showError(message) {

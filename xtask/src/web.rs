@@ -11,8 +11,8 @@ use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 
 /// The cargo profile the page is built with (see the workspace Cargo.toml).
-const PROFILE: &str = "dev";
-const PROFILE_DIR: &str = "debug";
+const PROFILE: &str = "web";
+const PROFILE_DIR: &str = "web";
 
 /// Whether the page is built with the WebGPU towers unless told otherwise.
 pub const GPU_DEFAULT: bool = true;

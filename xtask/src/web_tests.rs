@@ -14,16 +14,7 @@ pub fn run(screenshot: Option<PathBuf>) -> Result<()> {
     let root = setup::workspace_root();
     web_setup::setup()?;
     let dist = web::build(web::GPU_DEFAULT)?;
-    cmd::run(cmd::cargo(&root).args([
-        "build",
-        "-p",
-        "reward-core",
-        "--features",
-        "cli",
-        "--bin",
-        "fisao",
-    ]))?;
-    let fisao = web::target_dir().join("debug/fisao");
+    let fisao = native_cli(&root)?;
     let addr = web::serve_in_background(vec![
         ("/".to_string(), dist),
         ("/fixtures/".to_string(), root.join("tests/fixtures")),
@@ -42,4 +33,23 @@ pub fn run(screenshot: Option<PathBuf>) -> Result<()> {
         node.env("SCREENSHOT", s);
     }
     cmd::run(&mut node).context("the browser tests failed")
+}
+
+/// The native `fisao` the page is compared with: `$FISAO_BIN` when set (a
+/// binary built elsewhere), else built here with `--all-features`, the
+/// binary `cargo test -p reward-core --all-features` (an earlier step of
+/// `cargo xtask test`) already built, so nothing is rebuilt.
+fn native_cli(root: &std::path::Path) -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("FISAO_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    cmd::run(cmd::cargo(root).args([
+        "build",
+        "-p",
+        "reward-core",
+        "--all-features",
+        "--bin",
+        "fisao",
+    ]))?;
+    Ok(web::target_dir().join("debug/fisao"))
 }

@@ -53,8 +53,9 @@ async function pageRun(browser, backend, url) {
     await page.waitForFunction(() => document.body.dataset.phase === 'scored' || document.body.dataset.error, null, { timeout: 600_000 });
     scores.push(await page.evaluate(() => window.fisao.timings.score_ms));
   }
+  const longest = await page.evaluate(() => window.fisao.timings.longest_task_ms || 0);
   await page.close();
-  return { backend: shownBackend, ready, image, score: mean(scores) };
+  return { backend: shownBackend, ready, image, score: mean(scores), longest };
 }
 
 const profile = mkdtempSync(path.join(tmpdir(), 'fisao-chromium-'));
@@ -75,6 +76,6 @@ try {
   await browser.close();
   rmSync(profile, { recursive: true, force: true });
 }
-console.log('| model | backend | ready (ms) | image embedding (ms) | score per caption (ms) |');
-console.log('|---|---|---|---|---|');
-for (const r of rows) console.log(`| ${r.model} | ${r.backend} | ${fmt(r.ready)} | ${fmt(r.image)} | ${fmt(r.score)} |`);
+console.log('| model | backend | ready (ms) | image embedding (ms) | score per caption (ms) | longest main-thread task (ms) |');
+console.log('|---|---|---|---|---|---|');
+for (const r of rows) console.log(`| ${r.model} | ${r.backend} | ${fmt(r.ready)} | ${fmt(r.image)} | ${fmt(r.score)} | ${r.longest == null ? '-' : fmt(r.longest)} |`);
