@@ -10,9 +10,10 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 
-/// The cargo profile the page is built with (see the workspace Cargo.toml).
-const PROFILE: &str = "web";
-const PROFILE_DIR: &str = "web";
+/// The cargo profile the page is built with: dev (dependencies, GEMM
+/// included, are optimised at opt-level 2 by the workspace; see docs/perf.md).
+const PROFILE: &str = "dev";
+const PROFILE_DIR: &str = "debug";
 
 /// Whether the page is built with the WebGPU towers unless told otherwise.
 pub const GPU_DEFAULT: bool = true;
