@@ -4,7 +4,7 @@
 //   MODELS      comma list of name=folder: the page loads BASE_URL/models/<name>/,
 //               the native run reads <folder>
 //   IMAGE       the photo to embed
-//   NATIVE_PERF the native_perf example binary (web/examples/native_perf.rs)
+//   NATIVE_PERF the native_perf example binary (web/examples/native_perf.rs; unset: page only)
 //   BACKENDS    comma list of wasm,webgpu (default wasm)
 //   CHROMIUM    the browser (default /usr/bin/chromium)
 // Page-ready: navigation start to the model loaded and ready to score
@@ -66,11 +66,18 @@ const browser = await chromium.launchPersistentContext(profile, {
     '--disable-component-update', '--disable-sync', '--enable-unsafe-webgpu'],
 });
 const rows = [];
+const show = (r) => console.error(`row: ${JSON.stringify(r)}`);
 try {
   for (const [name, dir] of MODELS) {
-    const native = JSON.parse(execFileSync(NATIVE, [dir, IMAGE, ...CAPTIONS], { encoding: 'utf8', maxBuffer: 1 << 20 }));
-    rows.push({ model: name, backend: 'native (same crate, 1 thread)', ready: native.load_ms, image: native.image_ms, score: mean(native.score_ms) });
-    for (const b of BACKENDS) rows.push({ model: name, ...(await pageRun(browser, b, `${BASE}models/${name}/`)) });
+    if (NATIVE) {
+      const native = JSON.parse(execFileSync(NATIVE, [dir, IMAGE, ...CAPTIONS], { encoding: 'utf8', maxBuffer: 1 << 20 }));
+      rows.push({ model: name, backend: 'native (same crate, 1 thread)', ready: native.load_ms, image: native.image_ms, score: mean(native.score_ms), longest: null });
+      show(rows.at(-1));
+    }
+    for (const b of BACKENDS) {
+      rows.push({ model: name, ...(await pageRun(browser, b, `${BASE}models/${name}/`)) });
+      show(rows.at(-1));
+    }
   }
 } finally {
   await browser.close();
