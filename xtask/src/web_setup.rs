@@ -10,15 +10,28 @@ use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
 use std::process::Command;
 
-/// Debian packages: the browser the tests drive, and Node.js + npm to drive it.
-pub const APT_PACKAGES: &[&str] = &["chromium", "nodejs", "npm"];
+/// Debian packages: the browser the tests drive, and Node.js + npm to drive
+/// it, each with the command that makes it unnecessary (a Node.js from
+/// elsewhere, e.g. NodeSource's, bundles npm and conflicts with Debian's).
+pub const APT_PACKAGES: &[(&str, &str)] = &[
+    ("chromium", "/usr/bin/chromium"),
+    ("nodejs", "node"),
+    ("npm", "npm"),
+];
 
 /// The Chromium binary the tests launch.
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// Installs everything the page and its tests need.
 pub fn setup() -> Result<()> {
-    setup::apt_packages(APT_PACKAGES)?;
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .filter(|(_, command)| {
+            !cmd::succeeds(Command::new("sh").args(["-c", &format!("command -v {command}")]))
+        })
+        .map(|(package, _)| *package)
+        .collect();
+    setup::apt_packages(&missing)?;
     wasm_bindgen()?;
     npm_packages()?;
     Ok(())
