@@ -110,7 +110,14 @@ fn scores_match_reward_core_pipeline() {
     for m in &report.mentions {
         let t = model.embed_texts(&[m.form.as_str()]).unwrap();
         let want = scorer.score(t.embeddings.row(0), image.row(0)).unwrap();
-        assert_eq!(m.score, want, "{}", m.text);
+        // One text at a time here, a batch in the session: GEMM blocking
+        // may differ in the last bits.
+        assert!(
+            (m.score - want).abs() <= 1e-5 * want.abs().max(1.0),
+            "{}: {} vs {want}",
+            m.text,
+            m.score
+        );
         let (lo, hi) = (report.bounds.lo, report.bounds.hi);
         let s = f64::from(m.score);
         let label = if s >= hi {
