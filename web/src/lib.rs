@@ -1,8 +1,26 @@
 //! # fisao-web
 //!
-//! WebAssembly bindings over reward-core for the in-browser highlighter:
-//! the entity vocabulary and the mention matcher. The page itself is not
-//! built yet (see the workspace README's status table).
+//! The in-browser hallucination highlighter: reward-core's CLIP verifier,
+//! mention matcher and eq. 8 rewards behind a wasm-bindgen API, and the
+//! static page that uses it (`web/www/`, built and served by
+//! `cargo xtask web`; see docs/web.md).
+//!
+//! - [`rules`]: `fisao score`'s defaults and label rule;
+//! - [`session`]: the state and report, whichever towers run;
+//! - [`cpu`]: the CPU towers (single-threaded in WASM);
+//! - `gpu` (feature `gpu`): the WebGPU towers (reward-core's wgpu backend);
+//! - `bindings` (wasm32 only): the `Highlighter` class the page's worker uses.
+
+pub mod cpu;
+#[cfg(feature = "gpu")]
+pub mod gpu;
+pub mod rules;
+pub mod session;
+
+#[cfg(target_arch = "wasm32")]
+mod bindings;
+#[cfg(target_arch = "wasm32")]
+pub use bindings::Highlighter;
 
 use std::sync::OnceLock;
 

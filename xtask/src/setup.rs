@@ -43,6 +43,7 @@ pub fn cache_dir() -> Result<PathBuf> {
 pub fn setup_all() -> Result<Installed> {
     rust_targets()?;
     apt_packages(APT_PACKAGES)?;
+    crate::web_setup::setup()?;
     let torch_venv = torch_venv()?;
     Ok(Installed { torch_venv })
 }

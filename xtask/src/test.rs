@@ -57,6 +57,9 @@ pub fn run(args: &[String]) -> Result<()> {
         ]))?;
     }
 
+    step("the highlighter page in headless Chromium (WASM; WebGPU on SwiftShader)");
+    crate::web_tests::run(None)?;
+
     if skip_torch {
         eprintln!("\nxtask: gpu-train skipped (--skip-torch)");
     } else {
