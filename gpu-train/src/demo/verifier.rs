@@ -526,31 +526,9 @@ fn validation_auroc(world: &World, dir: &Path) -> Result<(f64, f64)> {
     Ok((auroc(&pos, &neg), auroc(&pos, &neg_partner)))
 }
 
-/// Area under the ROC curve: the probability that a random positive scores
-/// above a random negative, ties counting one half (Mann-Whitney U / mn).
-/// NaN when either side is empty.
+/// Area under the ROC curve (reward-core's Mann-Whitney statistic, ties
+/// counting one half); NaN when either side is empty, so a report can show
+/// that a class was missing instead of failing the whole stage.
 pub fn auroc(positives: &[f64], negatives: &[f64]) -> f64 {
-    if positives.is_empty() || negatives.is_empty() {
-        return f64::NAN;
-    }
-    let mut all: Vec<(f64, bool)> = positives
-        .iter()
-        .map(|&s| (s, true))
-        .chain(negatives.iter().map(|&s| (s, false)))
-        .collect();
-    all.sort_by(|a, b| a.0.total_cmp(&b.0));
-    // Sum of positive ranks, tied groups sharing their mean rank.
-    let mut rank_sum = 0.0;
-    let mut i = 0;
-    while i < all.len() {
-        let mut j = i;
-        while j < all.len() && all[j].0 == all[i].0 {
-            j += 1;
-        }
-        let mean_rank = (i + 1 + j) as f64 / 2.0;
-        rank_sum += mean_rank * all[i..j].iter().filter(|x| x.1).count() as f64;
-        i = j;
-    }
-    let (m, n) = (positives.len() as f64, negatives.len() as f64);
-    (rank_sum - m * (m + 1.0) / 2.0) / (m * n)
+    reward_core::metrics::auroc::auroc(positives, negatives).unwrap_or(f64::NAN)
 }
