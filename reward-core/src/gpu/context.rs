@@ -249,6 +249,21 @@ impl GpuContext {
         }
     }
 
+    /// The error to report for `e`: a lost device explains most failures
+    /// that follow it, but wgpu only runs the device-lost callback while
+    /// polling, so poll once (without waiting) and prefer the loss.
+    fn settle(&self, e: GpuError) -> GpuError {
+        #[cfg(not(target_arch = "wasm32"))]
+        let _ = self.device.poll(wgpu::PollType::Poll);
+        match self.fault.lock().ok().and_then(|f| match &*f {
+            Some(GpuError::DeviceLost(m)) => Some(m.clone()),
+            _ => None,
+        }) {
+            Some(lost) => GpuError::DeviceLost(format!("{lost} (then: {e})")),
+            None => e,
+        }
+    }
+
     /// The recorded fault (device lost or an uncaptured error), if any.
     pub(crate) fn check_fault(&self) -> Result<(), GpuError> {
         let mut slot = self.fault.lock().map_err(|_| poisoned())?;
@@ -368,11 +383,9 @@ impl GpuContext {
         });
         self.count(|s| s.buffers_created += 1);
         let during = format!("allocating {what} ({bytes} bytes)");
-        if let Some(e) = validation.pop().await {
-            return Err(GpuError::from_wgpu(e, &during));
-        }
-        if let Some(e) = oom.pop().await {
-            return Err(GpuError::from_wgpu(e, &during));
+        let validation = validation.pop().await;
+        if let Some(e) = oom.pop().await.or(validation) {
+            return Err(self.settle(GpuError::from_wgpu(e, &during)));
         }
         Ok(buffer)
     }
@@ -439,12 +452,9 @@ impl GpuContext {
         };
         let validation = validation.pop().await;
         let oom = oom.pop().await;
-        submitted?;
-        if let Some(e) = validation {
-            return Err(GpuError::from_wgpu(e, "running the kernels"));
-        }
-        if let Some(e) = oom {
-            return Err(GpuError::from_wgpu(e, "running the kernels"));
+        submitted.map_err(|e| self.settle(e))?;
+        if let Some(e) = validation.or(oom) {
+            return Err(self.settle(GpuError::from_wgpu(e, "running the kernels")));
         }
         let data = self.map(&staging, bytes).await?;
         self.put_staging(staging);
@@ -816,5 +826,96 @@ impl<T> Future for Receiver<T> {
         }
         s.waker = Some(cx.waker().clone());
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::kernels::gelu::gelu;
+    use super::super::kernels::testing::context;
+    use super::*;
+    use crate::clip::Activation;
+
+    /// A context of its own (these tests break theirs); `None` to skip.
+    fn fresh() -> Option<GpuContext> {
+        // Opens only where the shared test context could open.
+        context(Precision::F32)?;
+        let options = GpuOptions {
+            precision: Some(Precision::F32),
+            timeout: core::time::Duration::from_secs(30),
+            ..GpuOptions::default()
+        };
+        Some(GpuContext::new(&options).expect("a second context on the same adapter"))
+    }
+
+    #[test]
+    fn buffers_above_the_limits_are_errors_naming_them() {
+        let Some(ctx) = fresh() else { return };
+        let limits = ctx.limits();
+        // Caught on the host before wgpu sees it.
+        let binding = u64::from(limits.max_storage_buffer_binding_size);
+        let e = pollster::block_on(ctx.storage("the wide activations", binding + 16));
+        let msg = e.expect_err("over the binding limit").to_string();
+        assert!(
+            msg.contains("the wide activations") && msg.contains("max_storage_buffer_binding_size"),
+            "{msg}"
+        );
+        // Past the host check: wgpu refuses it, the error scope catches it
+        // and it comes back as an error instead of an uncaptured panic.
+        let usage = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
+        let huge = limits.max_buffer_size.saturating_mul(4);
+        let e = pollster::block_on(ctx.buffer("a huge readback", huge, usage));
+        let msg = e.expect_err("over max_buffer_size").to_string();
+        assert!(msg.contains("allocating a huge readback"), "{msg}");
+        assert!(msg.contains(&huge.to_string()), "{msg}");
+        // The device is still usable afterwards.
+        let x = pollster::block_on(ctx.upload("x", &[1.0, -2.0])).expect("upload");
+        let d = pollster::block_on(gelu(&ctx, Activation::QuickGelu, &x, 2)).expect("record");
+        let got = pollster::block_on(ctx.run(&[d], &x, 2)).expect("run after the refusal");
+        assert!(
+            (got[0] - 1.0 / (1.0 + (-1.702f32).exp())).abs() < 1e-5,
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn a_lost_device_is_an_error_and_stays_one() {
+        let Some(ctx) = fresh() else { return };
+        let x = pollster::block_on(ctx.upload("x", &[0.5; 8])).expect("upload");
+        ctx.device.destroy();
+        for attempt in 0..2 {
+            let run = pollster::block_on(async {
+                let d = gelu(&ctx, Activation::QuickGelu, &x, 8).await?;
+                ctx.run(&[d], &x, 8).await
+            });
+            let e = run.expect_err("a destroyed device must not run kernels");
+            assert!(
+                matches!(e, GpuError::DeviceLost(_)),
+                "attempt {attempt}: {e:?}"
+            );
+            assert!(e.to_string().starts_with("GPU device lost"), "{e}");
+        }
+        assert!(matches!(ctx.check_fault(), Err(GpuError::DeviceLost(_))));
+    }
+
+    #[test]
+    fn warm_runs_reuse_bind_groups_and_the_staging_buffer() {
+        let Some(ctx) = fresh() else { return };
+        let x = pollster::block_on(ctx.upload("x", &[0.5; 64])).expect("upload");
+        let once = || {
+            let d = pollster::block_on(gelu(&ctx, Activation::Gelu, &x, 64)).expect("record");
+            pollster::block_on(ctx.run(&[d], &x, 64)).expect("run");
+        };
+        once();
+        let before = ctx.stats();
+        once();
+        once();
+        let after = ctx.stats();
+        assert_eq!(after.submissions - before.submissions, 2);
+        assert_eq!(after.readbacks - before.readbacks, 2);
+        assert_eq!(after.dispatches - before.dispatches, 2);
+        assert_eq!(after.buffers_created, before.buffers_created);
+        assert_eq!(after.bind_groups_created, before.bind_groups_created);
+        assert_eq!(after.pipelines_compiled, before.pipelines_compiled);
     }
 }
