@@ -1,6 +1,6 @@
 """The PyTorch half of benches/gpu_device.sh (docs/perf.md, "wgpu").
 
-  python benches/gpu_device.py write DIR --model vit-l-14-336|tiny
+  python benches/gpu_device.py write DIR --model vit-l-14-336|vit-l-14-336-2l|lavapipe-1l|tiny
       random CLIP weights (std 0.02, fp16) as DIR/model.safetensors plus
       config.json and tokenizer.json; the vision tower has the full shape,
       the text tower is shrunk (only images/s is measured).
@@ -23,10 +23,17 @@ import torch
 SHAPES = {
     "vit-l-14-336": dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
                          num_attention_heads=16, image_size=336, patch_size=14),
+    # ViT-L/14-336 with 2 of its 24 layers: per-layer shapes for lavapipe profiling.
+    "vit-l-14-336-2l": dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=2,
+                            num_attention_heads=16, image_size=336, patch_size=14),
+    # Small enough for lavapipe on 2 cores, same head dim (64) as ViT-L:
+    # the per-kernel profile of the structure changes (docs/perf.md, "wgpu").
+    "lavapipe-1l": dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=1,
+                        num_attention_heads=8, image_size=224, patch_size=14),
     "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                  num_attention_heads=4, image_size=56, patch_size=14),
 }
-PROJ = {"vit-l-14-336": 768, "tiny": 32}
+PROJ = {"vit-l-14-336": 768, "vit-l-14-336-2l": 768, "lavapipe-1l": 512, "tiny": 32}
 
 
 def config(model):

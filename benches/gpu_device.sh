@@ -5,6 +5,12 @@
 #
 #   bash benches/gpu_device.sh           # on the lent GPU machine (~2-4 min)
 #   bash benches/gpu_device.sh --tiny    # here: tiny shapes, lavapipe vs PyTorch CPU
+#   MODEL=lavapipe-1l bash benches/gpu_device.sh   # here: one ViT-sized layer (512 wide)
+#   PROFILE=1 bash benches/gpu_device.sh # also the per-kernel table (one submission per
+#                                        # kernel, so a separate, slower run) on stderr
+# The wgpu JSON line has "per_call": submissions, dispatches, buffers, bind groups,
+# pipelines and readbacks of one warm call (expected: 1 submission and 1 readback
+# per chunk of 16 images, 0 of the rest).
 #
 # BIN: the release gpu_device_bench (built here, carried to the device):
 #   CARGO_TARGET_DIR=targets/gpu cargo build --release -p fisao-benches --features gpu --bin gpu_device_bench
@@ -12,7 +18,7 @@
 # Vulkan loaders on the device: unpack the carried .gl/*.deb first (device README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MODEL=vit-l-14-336; BATCH=${BATCH:-32}; REPEATS=${REPEATS:-3}
+MODEL=${MODEL:-vit-l-14-336}; BATCH=${BATCH:-32}; REPEATS=${REPEATS:-3}
 if [ "${1:-}" = "--tiny" ]; then MODEL=tiny; BATCH=${BATCH_TINY:-4}; REPEATS=2; fi
 PY=${PY:-python3}
 BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release/gpu_device_bench}
@@ -29,6 +35,9 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version -
 [ -f "$DIR/model.safetensors" ] || "$PY" benches/gpu_device.py write "$DIR" --model "$MODEL"
 rs=$(timeout 300 "$BIN" "$DIR" "$BATCH" "$REPEATS" ${PRECISION:-} | tail -1)
 echo "$rs"
+if [ "${PROFILE:-0}" = 1 ]; then
+  FISAO_GPU_PROFILE=1 timeout 300 "$BIN" "$DIR" "$BATCH" 1 ${PRECISION:-} >/dev/null
+fi
 py=$(timeout 200 "$PY" benches/gpu_device.py time "$DIR" "$BATCH" "$REPEATS" | tail -1)
 echo "$py"
 "$PY" - "$rs" "$py" <<'PYEOF'

@@ -215,10 +215,21 @@ fn verifier_picks_the_backend_and_agrees() {
     if context(Precision::F32).is_none() {
         return;
     }
+    let gpu = Verifier::load(&dir, Backend::Gpu).unwrap();
+    assert!(gpu.describe().starts_with("gpu ("), "{}", gpu.describe());
+    assert_eq!(gpu.backend_name(), "gpu");
+    assert!(gpu.adapter().is_some());
+    // The same checkpoint hash on both backends: caches and baselines
+    // written by one are accepted by the other.
+    assert_eq!(gpu.model_hash_hex(), cpu.model_hash_hex());
+    assert_eq!(cpu.model_hash_hex().len(), 64);
+    // Auto leaves software adapters (lavapipe here) to the CPU path.
     let auto = Verifier::load(&dir, Backend::Auto).unwrap();
-    assert!(auto.describe().starts_with("gpu ("), "{}", auto.describe());
+    let software = context(Precision::F32)
+        .is_some_and(|c| c.adapter_info().device_type == wgpu::DeviceType::Cpu);
+    assert_eq!(auto.backend_name(), if software { "cpu" } else { "gpu" });
     let want = cpu.embed_texts(&["a cat"]).unwrap().embeddings;
-    let got = auto.embed_texts(&["a cat"]).unwrap().embeddings;
-    // Auto takes the adapter's best precision (f16 on lavapipe).
+    let got = gpu.embed_texts(&["a cat"]).unwrap().embeddings;
+    // The GPU backend takes the adapter's best precision (f16 on lavapipe).
     assert_close(&got, &want, 1e-2, "verifier texts");
 }

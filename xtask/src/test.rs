@@ -56,6 +56,18 @@ pub fn run(args: &[String]) -> Result<()> {
             target,
         ]))?;
     }
+    // The web page's feature set: the CLIP verifier on WebGPU (no threads).
+    step("reward-core gpu (WebGPU) builds for wasm32-unknown-unknown");
+    cmd::run(cmd::cargo(&root).args([
+        "build",
+        "-p",
+        "reward-core",
+        "--no-default-features",
+        "--features",
+        "gpu",
+        "--target",
+        "wasm32-unknown-unknown",
+    ]))?;
 
     step("the highlighter page in headless Chromium (WASM; WebGPU on SwiftShader)");
     crate::web_tests::run(None)?;

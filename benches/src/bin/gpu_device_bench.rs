@@ -4,13 +4,17 @@
 //! half and uses the same weights and the same pixels.
 //!
 //! Usage: `gpu_device_bench <checkpoint dir> <batch> <repeats> [f32|f16]`.
-//! Prints one JSON line; writes the embeddings of the first two images to
-//! `<dir>/gpu_embeddings.f32` (little-endian f32) for the parity check.
+//! Prints one JSON line, with the host-side operation counts of one warm
+//! call (submissions, buffers, bind groups, pipelines, readbacks); writes the
+//! embeddings of the first two images to `<dir>/gpu_embeddings.f32`
+//! (little-endian f32) for the parity check. With `FISAO_GPU_PROFILE=1` it
+//! also times every kernel on its own (one submission each, so slower
+//! overall) and prints the per-kernel table to stderr.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use reward_core::gpu::{GpuClipModel, GpuContext, GpuOptions, Precision};
+use reward_core::gpu::{GpuClipModel, GpuContext, GpuOptions, GpuStats, Precision};
 
 /// Pixel `i` of the batch: a fixed smooth pattern in [-2, 2], also written by gpu_device.py.
 fn pixel(i: usize) -> f32 {
@@ -39,8 +43,10 @@ fn main() -> Result<(), String> {
     };
 
     let t0 = Instant::now();
+    let profile = std::env::var_os("FISAO_GPU_PROFILE").is_some_and(|v| v != "0");
     let options = GpuOptions {
         precision,
+        profile,
         ..GpuOptions::default()
     };
     let ctx = GpuContext::new(&options).map_err(|e| format!("{e} (try --backend cpu)"))?;
@@ -55,6 +61,7 @@ fn main() -> Result<(), String> {
         .embed_images(&ctx, &pixels, batch)
         .map_err(|e| e.to_string())?;
     let warm_s = t1.elapsed().as_secs_f64();
+    let before = ctx.stats();
     let mut best = f64::INFINITY;
     for _ in 0..repeats {
         let t = Instant::now();
@@ -64,6 +71,10 @@ fn main() -> Result<(), String> {
         best = best.min(t.elapsed().as_secs_f64());
         std::hint::black_box(e);
     }
+    let per_call = per_call(before, ctx.stats(), repeats.max(1) as u64);
+    if profile {
+        print_profile(&ctx, repeats + 1);
+    }
     let keep = first.rows().min(2) * first.dim();
     let bytes: Vec<u8> = first.as_slice()[..keep]
         .iter()
@@ -72,11 +83,42 @@ fn main() -> Result<(), String> {
     std::fs::write(dir.join("gpu_embeddings.f32"), bytes).map_err(|e| e.to_string())?;
     let info = ctx.adapter_info();
     println!(
-        "{{\"side\": \"wgpu\", \"adapter\": {:?}, \"backend\": \"{:?}\", \"precision\": \"{:?}\", \"batch\": {batch}, \"load_s\": {load_s:.3}, \"warmup_s\": {warm_s:.3}, \"best_s\": {best:.4}, \"images_per_s\": {:.3}}}",
+        "{{\"side\": \"wgpu\", \"adapter\": {:?}, \"backend\": \"{:?}\", \"precision\": \"{:?}\", \"batch\": {batch}, \"load_s\": {load_s:.3}, \"warmup_s\": {warm_s:.3}, \"best_s\": {best:.4}, \"images_per_s\": {:.3}, \"per_call\": {per_call}, \"profile\": {profile}}}",
         info.name,
         info.backend,
         ctx.precision(),
         batch as f64 / best
     );
     Ok(())
+}
+
+/// Host-side operations of one warm call, as a JSON object.
+fn per_call(a: GpuStats, b: GpuStats, calls: u64) -> String {
+    let d = |x: u64, y: u64| (y - x) as f64 / calls as f64;
+    format!(
+        "{{\"submissions\": {}, \"dispatches\": {}, \"buffers_created\": {}, \"bind_groups_created\": {}, \"pipelines_compiled\": {}, \"readbacks\": {}, \"bytes_uploaded\": {}}}",
+        d(a.submissions, b.submissions),
+        d(a.dispatches, b.dispatches),
+        d(a.buffers_created, b.buffers_created),
+        d(a.bind_groups_created, b.bind_groups_created),
+        d(a.pipelines_compiled, b.pipelines_compiled),
+        d(a.readbacks, b.readbacks),
+        d(a.bytes_uploaded, b.bytes_uploaded),
+    )
+}
+
+/// The per-kernel wall times (all calls, warm-up included), per call.
+fn print_profile(ctx: &GpuContext, calls: usize) {
+    let rows = ctx.profile();
+    let total: f64 = rows.iter().map(|r| r.seconds).sum();
+    eprintln!("kernel                              launches/call   s/call   share");
+    for r in rows {
+        eprintln!(
+            "{:<36}{:>13.1}{:>9.4}{:>7.1}%",
+            r.kernel,
+            r.launches as f64 / calls as f64,
+            r.seconds / calls as f64,
+            100.0 * r.seconds / total
+        );
+    }
 }

@@ -10,6 +10,7 @@ use reward_core::clip::Embeddings;
 use reward_core::clip::cache::{CacheKind, CacheMeta, EmbeddingCache, sha256_digest};
 use reward_core::clip::image::{ImageLimits, decode_image, preprocess};
 use reward_core::clip::score::Template;
+use reward_core::gpu::Backend;
 use reward_core::vocab::{Expansion, Vocabulary};
 
 use super::setup::load_model;
@@ -29,9 +30,15 @@ fn progress(len: usize, what: &str) -> ProgressBar {
 }
 
 /// `fisao embed vocab`: every surface form of the built-in vocabulary.
-pub fn vocab(model_dir: &Path, template: &str, out: &Path, batch: usize) -> Result<()> {
+pub fn vocab(
+    model_dir: &Path,
+    template: &str,
+    out: &Path,
+    batch: usize,
+    backend: Backend,
+) -> Result<()> {
     let template = Template::new(template)?;
-    let loaded = load_model(model_dir)?;
+    let loaded = load_model(model_dir, backend)?;
     let vocab = Vocabulary::builtin(Expansion::Fisao);
     let forms: Vec<String> = vocab.forms().map(|(f, _)| f.to_string()).collect();
     let texts: Vec<String> = forms.iter().map(|f| template.apply(f)).collect();
@@ -111,8 +118,14 @@ fn image_paths(input: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// `fisao embed images`: decode, preprocess and embed each image.
-pub fn images(model_dir: &Path, input: &Path, out: &Path, batch: usize) -> Result<()> {
-    let loaded = load_model(model_dir)?;
+pub fn images(
+    model_dir: &Path,
+    input: &Path,
+    out: &Path,
+    batch: usize,
+    backend: Backend,
+) -> Result<()> {
+    let loaded = load_model(model_dir, backend)?;
     let paths = image_paths(input)?;
     let bar = progress(paths.len(), "embedding images");
     let limits = ImageLimits::default();

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use reward_core::gpu::Backend;
 
 /// FiSAO: token-level, CLIP-verified hallucination rewards.
 #[derive(Parser, Debug)]
@@ -45,6 +46,27 @@ enum EmbedCommand {
     Images(EmbedImagesArgs),
 }
 
+/// Where CLIP runs (`--backend`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackendChoice {
+    /// The CPU path (the default: f32, the same numbers everywhere).
+    Cpu,
+    /// wgpu on a GPU (f16 where the adapter has shader-f16); no adapter is an error.
+    Gpu,
+    /// A hardware GPU when one opens, else the CPU.
+    Auto,
+}
+
+impl From<BackendChoice> for Backend {
+    fn from(b: BackendChoice) -> Self {
+        match b {
+            BackendChoice::Cpu => Self::Cpu,
+            BackendChoice::Gpu => Self::Gpu,
+            BackendChoice::Auto => Self::Auto,
+        }
+    }
+}
+
 /// Colour policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ColorChoice {
@@ -70,6 +92,9 @@ struct EmbedVocabArgs {
     /// Texts per text-tower call.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
+    /// Where CLIP runs: cpu, gpu (wgpu) or auto.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
+    backend: BackendChoice,
 }
 
 #[derive(Args, Debug)]
@@ -86,6 +111,9 @@ struct EmbedImagesArgs {
     /// Images per image-tower call.
     #[arg(long, default_value_t = 8)]
     batch_size: usize,
+    /// Where CLIP runs: cpu, gpu (wgpu) or auto.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
+    backend: BackendChoice,
 }
 
 /// Arguments of `fisao score`.
@@ -127,6 +155,9 @@ pub struct ScoreArgs {
     /// Skip the sentence-level score (it always runs the text tower).
     #[arg(long)]
     pub no_sentence_score: bool,
+    /// Where CLIP runs: cpu, gpu (wgpu) or auto; `--json` reports which ran.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
+    pub backend: BackendChoice,
 }
 
 /// Parses the command line, runs it, prints errors; the process exit code.
@@ -134,11 +165,15 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let color = output::Palette::new(cli.color);
     let result = match cli.command {
-        Command::Embed(EmbedCommand::Vocab(a)) => {
-            embed::vocab(&a.model, &a.template, &a.out, a.batch_size)
-        }
+        Command::Embed(EmbedCommand::Vocab(a)) => embed::vocab(
+            &a.model,
+            &a.template,
+            &a.out,
+            a.batch_size,
+            a.backend.into(),
+        ),
         Command::Embed(EmbedCommand::Images(a)) => {
-            embed::images(&a.model, &a.input, &a.out, a.batch_size)
+            embed::images(&a.model, &a.input, &a.out, a.batch_size, a.backend.into())
         }
         Command::Score(a) => score::run(&a, &color),
         Command::Eval(c) => eval::run(&c),

@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use reward_core::baseline::{Baselines, ScoreLevel};
 use reward_core::clip::cache::{CacheKind, EmbeddingCache, sha256_digest};
 use reward_core::clip::image::{ImageLimits, decode_image, preprocess};
-use reward_core::clip::score::{ScoreKind, Scorer, Template, sentence_score};
+use reward_core::clip::score::{ScoreKind, Scorer, Template};
 use reward_core::mentions::{Matcher, Mention};
 use reward_core::reward::{
     Grounding, Response, RewardBounds, RewardConfig, ScoredMention, TokenRewarder,
@@ -55,7 +55,12 @@ struct ReportOut {
     mentions: Vec<MentionOut>,
     sentence_score: Option<f32>,
     sentence_truncated: Option<bool>,
+    /// `cpu` or `gpu`: where the CLIP towers ran (`cpu` when only caches
+    /// were used).
     backend: &'static str,
+    /// The GPU adapter, precision and graphics API when `backend` is `gpu`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    adapter: Option<String>,
     score_kind: String,
     template: String,
     baseline: String,
@@ -102,7 +107,12 @@ impl Ctx {
     fn new(a: &ScoreArgs) -> Result<Self> {
         let kind: ScoreKind = a.score.parse()?;
         let template = Template::new(&a.template)?;
-        let loaded = a.model.as_deref().map(load_model).transpose()?;
+        let backend = a.backend.into();
+        let loaded = a
+            .model
+            .as_deref()
+            .map(|dir| load_model(dir, backend))
+            .transpose()?;
         let hash = loaded.as_ref().map(|l| l.hash.clone());
         let vocab_cache = a
             .vocab_cache
@@ -177,23 +187,25 @@ impl Ctx {
             scores.push(self.scorer.score(emb, &image_emb)?);
         }
         let out = self.mentions_out(text, &mentions, &scores)?;
-        let sentence = if self.sentence {
-            let model = &self
-                .loaded
-                .as_ref()
-                .expect("sentence implies a model")
-                .model;
-            Some(sentence_score(model, &self.scorer, text, &image_emb)?)
-        } else {
-            None
+        let model = self.loaded.as_ref().map(|l| &l.model);
+        // The whole response (no template) against the image, as
+        // `clip::score::sentence_score` does on the CPU path.
+        let sentence = match model.filter(|_| self.sentence) {
+            Some(m) => {
+                let emb = m.embed_texts(&[text])?;
+                let score = self.scorer.score(emb.embeddings.row(0), &image_emb)?;
+                Some((score, emb.truncated.first().copied().unwrap_or(false)))
+            }
+            None => None,
         };
         Ok(ReportOut {
             id: None,
             image: None,
             mentions: out,
-            sentence_score: sentence.map(|s| s.score),
-            sentence_truncated: sentence.map(|s| s.truncated),
-            backend: "cpu",
+            sentence_score: sentence.map(|s| s.0),
+            sentence_truncated: sentence.map(|s| s.1),
+            backend: model.map_or("cpu", |m| m.backend_name()),
+            adapter: model.and_then(|m| m.adapter()),
             score_kind: self.scorer.kind.to_string(),
             template: self.template.as_str().to_string(),
             baseline: self.baseline_name.clone(),

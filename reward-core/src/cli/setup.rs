@@ -3,23 +3,26 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use reward_core::clip::ClipModel;
+use reward_core::clip::ClipConfig;
 use reward_core::clip::cache::{CacheKind, EmbeddingCache};
 use reward_core::clip::image::Preprocess;
+use reward_core::gpu::{Backend, Verifier};
 
 /// A loaded model with its `sha256:` hash and image preprocessing.
 pub struct Loaded {
-    pub model: ClipModel,
+    /// The model on the backend picked by `--backend`.
+    pub model: Verifier,
     pub hash: String,
     pub preprocess: Preprocess,
 }
 
-/// Loads the checkpoint folder and its `preprocessor_config.json` (or the
-/// OpenAI defaults for the vision tower's size when the file is absent).
-pub fn load_model(dir: &Path) -> Result<Loaded> {
-    let model = ClipModel::load(dir)
+/// Loads the checkpoint folder on `backend` and its
+/// `preprocessor_config.json` (or the OpenAI defaults for the vision
+/// tower's size when the file is absent).
+pub fn load_model(dir: &Path, backend: Backend) -> Result<Loaded> {
+    let model = Verifier::load(dir, backend)
         .with_context(|| format!("loading CLIP model from {}", dir.display()))?;
-    let preprocess = preprocess_for(dir, &model)?;
+    let preprocess = preprocess_for(dir, model.config())?;
     let hash = format!("sha256:{}", model.model_hash_hex());
     Ok(Loaded {
         model,
@@ -28,8 +31,8 @@ pub fn load_model(dir: &Path) -> Result<Loaded> {
     })
 }
 
-fn preprocess_for(dir: &Path, model: &ClipModel) -> Result<Preprocess> {
-    let size = model.config().image_size() as u32;
+fn preprocess_for(dir: &Path, config: &ClipConfig) -> Result<Preprocess> {
+    let size = config.image_size() as u32;
     let file = dir.join("preprocessor_config.json");
     let p = if file.exists() {
         let text = std::fs::read_to_string(&file)

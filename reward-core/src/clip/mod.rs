@@ -38,4 +38,9 @@ pub use config::{Activation, ClipConfig, TextConfig, TextPooling, VisionConfig};
 pub use embeddings::Embeddings;
 pub use error::ClipError;
 pub use model::{ClipModel, TextEmbeddings};
+// The checkpoint-loading pieces the GPU model shares with ClipModel.
+#[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
+pub(crate) use model::Checkpoint;
+#[cfg(feature = "gpu")]
+pub(crate) use model::{byte_shards, model_hash};
 pub use tokenizer::TokenizedText;

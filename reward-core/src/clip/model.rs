@@ -61,22 +61,8 @@ impl ClipModel {
     /// (memory-mapped).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load(dir: &std::path::Path) -> Result<Self, ClipError> {
-        use super::weights::disk;
-        let config_path = dir.join("config.json");
-        let config_json = disk::read(&config_path)?;
-        let config = ClipConfig::from_json(&config_json, &config_path.display().to_string())?;
-        let tokenizer_json = disk::read(&dir.join("tokenizer.json"))?;
-        let paths = disk::shard_paths(dir)?;
-        let maps = paths
-            .iter()
-            .map(|p| disk::map(p))
-            .collect::<Result<Vec<_>, _>>()?;
-        let shards: Vec<(String, &[u8])> = paths
-            .iter()
-            .zip(&maps)
-            .map(|(p, m)| (p.display().to_string(), &m[..]))
-            .collect();
-        Self::build(config, &shards, &tokenizer_json)
+        let ckpt = Checkpoint::read(dir)?;
+        Self::build(ckpt.config.clone(), &ckpt.shards(), &ckpt.tokenizer_json)
     }
 
     /// Loads from in-memory bytes (the browser has no file system):
@@ -87,12 +73,7 @@ impl ClipModel {
         tokenizer_json: &[u8],
     ) -> Result<Self, ClipError> {
         let config = ClipConfig::from_json(config_json, "config.json")?;
-        let shards: Vec<(String, &[u8])> = weights
-            .iter()
-            .enumerate()
-            .map(|(i, w)| (format!("safetensors shard {i}"), *w))
-            .collect();
-        Self::build(config, &shards, tokenizer_json)
+        Self::build(config, &byte_shards(weights), tokenizer_json)
     }
 
     fn build(
@@ -255,7 +236,13 @@ impl ClipModel {
     }
 }
 
-fn model_hash(config: &ClipConfig, files: &WeightFiles<'_>, tokenizer_json: &[u8]) -> [u8; 32] {
+/// The checkpoint hash behind [`ClipModel::model_hash`] (the GPU model
+/// computes the same value from the same files).
+pub(crate) fn model_hash(
+    config: &ClipConfig,
+    files: &WeightFiles<'_>,
+    tokenizer_json: &[u8],
+) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(b"fisao-rs clip model v1\0");
     hasher.update(config.canonical().as_bytes());
@@ -263,4 +250,58 @@ fn model_hash(config: &ClipConfig, files: &WeightFiles<'_>, tokenizer_json: &[u8
     hasher.update((tokenizer_json.len() as u64).to_le_bytes());
     hasher.update(tokenizer_json);
     hasher.finalize().into()
+}
+
+/// A checkpoint directory read from disk: the parsed config, the
+/// tokenizer.json bytes and the memory-mapped safetensors shards. Shared by
+/// [`ClipModel::load`] and the GPU model's loader.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) struct Checkpoint {
+    /// The checked `config.json`.
+    pub config: ClipConfig,
+    /// `tokenizer.json` as read.
+    pub tokenizer_json: Vec<u8>,
+    paths: Vec<String>,
+    maps: Vec<memmap2::Mmap>,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Checkpoint {
+    /// Reads `config.json`, `tokenizer.json` and maps the weight shards.
+    pub(crate) fn read(dir: &std::path::Path) -> Result<Self, ClipError> {
+        use super::weights::disk;
+        let config_path = dir.join("config.json");
+        let config_json = disk::read(&config_path)?;
+        let config = ClipConfig::from_json(&config_json, &config_path.display().to_string())?;
+        let tokenizer_json = disk::read(&dir.join("tokenizer.json"))?;
+        let paths = disk::shard_paths(dir)?;
+        let maps = paths
+            .iter()
+            .map(|p| disk::map(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            config,
+            tokenizer_json,
+            paths: paths.iter().map(|p| p.display().to_string()).collect(),
+            maps,
+        })
+    }
+
+    /// The shards as (name for errors, bytes) pairs.
+    pub(crate) fn shards(&self) -> Vec<(String, &[u8])> {
+        self.paths
+            .iter()
+            .zip(&self.maps)
+            .map(|(p, m)| (p.clone(), &m[..]))
+            .collect()
+    }
+}
+
+/// In-memory shards named for errors by their position.
+pub(crate) fn byte_shards<'a>(weights: &[&'a [u8]]) -> Vec<(String, &'a [u8])> {
+    weights
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (format!("safetensors shard {i}"), *w))
+        .collect()
 }

@@ -16,7 +16,9 @@ pub enum Backend {
     Cpu,
     /// wgpu; no adapter is an error.
     Gpu,
-    /// wgpu when an adapter opens, else the CPU.
+    /// wgpu when a hardware adapter opens, else the CPU. A software
+    /// adapter (lavapipe, SwiftShader) counts as none: the CPU path is
+    /// faster than emulating a GPU on the same cores.
     Auto,
 }
 
@@ -43,23 +45,56 @@ pub enum Verifier {
 }
 
 impl Verifier {
-    /// Loads `dir` on `backend`. With [`Backend::Auto`] a missing or refused
-    /// adapter falls back to the CPU; other GPU errors are returned.
+    /// Loads `dir` on `backend`. With [`Backend::Auto`] a missing, refused
+    /// or software adapter falls back to the CPU; other GPU errors (a
+    /// checkpoint that does not fit, a lost device) are returned.
     pub fn load(dir: &std::path::Path, backend: Backend) -> Result<Self, GpuError> {
-        let gpu = || -> Result<Self, GpuError> {
-            let ctx = GpuContext::new(&GpuOptions::default())?;
+        let gpu = |ctx: GpuContext| -> Result<Self, GpuError> {
             let model = GpuClipModel::load(&ctx, dir)?;
             Ok(Self::Gpu(ctx, model))
         };
+        let cpu = || Ok(Self::Cpu(ClipModel::load(dir)?));
         match backend {
-            Backend::Cpu => Ok(Self::Cpu(ClipModel::load(dir)?)),
-            Backend::Gpu => gpu(),
-            Backend::Auto => match gpu() {
-                Err(GpuError::NoAdapter(_) | GpuError::RequestDevice(_)) => {
-                    Ok(Self::Cpu(ClipModel::load(dir)?))
-                }
-                other => other,
+            Backend::Cpu => cpu(),
+            Backend::Gpu => gpu(GpuContext::new(&GpuOptions::default())?),
+            Backend::Auto => match GpuContext::new(&GpuOptions::default()) {
+                Ok(ctx) if ctx.adapter_info().device_type != wgpu::DeviceType::Cpu => gpu(ctx),
+                Ok(_) | Err(GpuError::NoAdapter(_) | GpuError::RequestDevice(_)) => cpu(),
+                Err(e) => Err(e),
             },
+        }
+    }
+
+    /// `cpu` or `gpu`: which backend runs.
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Self::Cpu(_) => "cpu",
+            Self::Gpu(..) => "gpu",
+        }
+    }
+
+    /// The GPU adapter's name, precision and backend, e.g.
+    /// `NVIDIA H200 (Vulkan, F16)`; `None` on the CPU.
+    pub fn adapter(&self) -> Option<String> {
+        match self {
+            Self::Cpu(_) => None,
+            Self::Gpu(ctx, _) => {
+                let info = ctx.adapter_info();
+                Some(format!(
+                    "{} ({:?}, {:?})",
+                    info.name,
+                    info.backend,
+                    ctx.precision()
+                ))
+            }
+        }
+    }
+
+    /// The checkpoint hash as 64 hex digits (the same on both backends).
+    pub fn model_hash_hex(&self) -> String {
+        match self {
+            Self::Cpu(m) => m.model_hash_hex(),
+            Self::Gpu(_, m) => m.model_hash_hex(),
         }
     }
 

@@ -50,6 +50,10 @@ pub struct GpuOptions {
     pub timeout: core::time::Duration,
     /// Prefer a software adapter (lavapipe, SwiftShader): for tests.
     pub force_fallback_adapter: bool,
+    /// Profiling (native only): submit and wait for every kernel on its own
+    /// and add its wall time to [`GpuContext::profile`]. Far slower than
+    /// the normal one-submission path; for finding where time goes.
+    pub profile: bool,
 }
 
 impl Default for GpuOptions {
@@ -58,8 +62,65 @@ impl Default for GpuOptions {
             precision: None,
             timeout: core::time::Duration::from_secs(120),
             force_fallback_adapter: false,
+            profile: false,
         }
     }
+}
+
+/// Counts of the host-side operations that cost the most, since the
+/// context opened: what a forward pass does besides running kernels.
+/// A warm call should add one submission and one readback per chunk and
+/// no buffers, bind groups or pipelines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GpuStats {
+    /// Command buffers submitted to the queue.
+    pub submissions: u64,
+    /// Kernel launches recorded.
+    pub dispatches: u64,
+    /// Device buffers created (weights, activations, staging, uniforms).
+    pub buffers_created: u64,
+    /// Bind groups created (cached ones are reused).
+    pub bind_groups_created: u64,
+    /// Shader modules + compute pipelines compiled.
+    pub pipelines_compiled: u64,
+    /// Buffers mapped to read results back.
+    pub readbacks: u64,
+    /// Bytes written to the device through the queue.
+    pub bytes_uploaded: u64,
+}
+
+/// Wall time of one kernel class under [`GpuOptions::profile`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct KernelTime {
+    /// Kernel name, plus the GEMM shape `m x n x k` for matmuls.
+    pub kernel: String,
+    /// Launches timed.
+    pub launches: u64,
+    /// Total wall seconds from submission to completion.
+    pub seconds: f64,
+}
+
+/// A compiled kernel: the pipeline and the name it is profiled under.
+#[derive(Clone)]
+pub(crate) struct Kernel {
+    pub pipeline: wgpu::ComputePipeline,
+    pub name: &'static str,
+}
+
+/// Key of a cached bind group: pipeline, storage buffers, params offset.
+type BindKey = (wgpu::ComputePipeline, Vec<wgpu::Buffer>, u64);
+
+/// Bind groups kept at most; past this the ones not used by the latest
+/// run are dropped (a workspace that grew leaves stale ones behind).
+const BIND_CACHE: usize = 4096;
+
+/// What one run reuses from the last: the params arena, the bind groups
+/// that point into it, and the readback staging buffer.
+#[derive(Default)]
+struct RunCache {
+    arena: Option<wgpu::Buffer>,
+    bind_groups: BTreeMap<BindKey, (wgpu::BindGroup, u64)>,
+    runs: u64,
 }
 
 /// A device, its queue and the compiled pipelines: build once, pass by reference.
@@ -69,11 +130,17 @@ pub struct GpuContext {
     info: wgpu::AdapterInfo,
     precision: Precision,
     timeout: core::time::Duration,
-    pipelines: Mutex<BTreeMap<String, wgpu::ComputePipeline>>,
+    profile: bool,
+    pipelines: Mutex<BTreeMap<String, Kernel>>,
     /// The first uncaptured error or device-loss message, if any.
     fault: Arc<Mutex<Option<GpuError>>>,
-    /// The uniform arena for dispatch parameters, reused across calls.
-    params: Mutex<Option<wgpu::Buffer>>,
+    /// Params arena and bind groups, reused across calls.
+    cache: Mutex<RunCache>,
+    /// The readback buffer, taken by a run and put back after it (a
+    /// concurrent run makes its own rather than wait).
+    staging: Mutex<Option<wgpu::Buffer>>,
+    stats: Mutex<GpuStats>,
+    times: Mutex<BTreeMap<String, (u64, f64)>>,
 }
 
 impl GpuContext {
@@ -122,9 +189,13 @@ impl GpuContext {
             info: adapter.get_info(),
             precision,
             timeout: options.timeout,
+            profile: options.profile,
             pipelines: Mutex::new(BTreeMap::new()),
             fault,
-            params: Mutex::new(None),
+            cache: Mutex::default(),
+            staging: Mutex::new(None),
+            stats: Mutex::default(),
+            times: Mutex::default(),
         })
     }
 
@@ -149,6 +220,50 @@ impl GpuContext {
         self.device.limits()
     }
 
+    /// The operation counts so far (see [`GpuStats`]).
+    pub fn stats(&self) -> GpuStats {
+        self.stats.lock().map(|s| *s).unwrap_or_default()
+    }
+
+    /// Per-kernel wall times so far, slowest first; empty unless the
+    /// context was opened with [`GpuOptions::profile`].
+    pub fn profile(&self) -> Vec<KernelTime> {
+        let Ok(times) = self.times.lock() else {
+            return Vec::new();
+        };
+        let mut out: Vec<KernelTime> = times
+            .iter()
+            .map(|(k, &(launches, seconds))| KernelTime {
+                kernel: k.clone(),
+                launches,
+                seconds,
+            })
+            .collect();
+        out.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+        out
+    }
+
+    fn count(&self, f: impl FnOnce(&mut GpuStats)) {
+        if let Ok(mut s) = self.stats.lock() {
+            f(&mut s);
+        }
+    }
+
+    /// The error to report for `e`: a lost device explains most failures
+    /// that follow it, but wgpu only runs the device-lost callback while
+    /// polling, so poll once (without waiting) and prefer the loss.
+    fn settle(&self, e: GpuError) -> GpuError {
+        #[cfg(not(target_arch = "wasm32"))]
+        let _ = self.device.poll(wgpu::PollType::Poll);
+        match self.fault.lock().ok().and_then(|f| match &*f {
+            Some(GpuError::DeviceLost(m)) => Some(m.clone()),
+            _ => None,
+        }) {
+            Some(lost) => GpuError::DeviceLost(format!("{lost} (then: {e})")),
+            None => e,
+        }
+    }
+
     /// The recorded fault (device lost or an uncaptured error), if any.
     pub(crate) fn check_fault(&self) -> Result<(), GpuError> {
         let mut slot = self.fault.lock().map_err(|_| poisoned())?;
@@ -168,22 +283,35 @@ impl GpuContext {
     /// `consts` prepended as WGSL `const`s; compiled once, then cached.
     pub(crate) async fn pipeline(
         &self,
-        name: &str,
+        name: &'static str,
         body: &str,
         consts: &[(&str, u32)],
-    ) -> Result<wgpu::ComputePipeline, GpuError> {
+    ) -> Result<Kernel, GpuError> {
         let key = format!("{name}/{:?}/{consts:?}", self.precision);
         if let Some(p) = self.pipelines.lock().map_err(|_| poisoned())?.get(&key) {
             return Ok(p.clone());
         }
         let source = shader_source(body, self.precision, consts);
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = self
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(name),
-                source: wgpu::ShaderSource::Wgsl(source.into()),
-            });
+        let descriptor = wgpu::ShaderModuleDescriptor {
+            label: Some(name),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        };
+        // Bounds checks stay on; naga's forced loop bounding (a 64-bit
+        // counter on every loop, wgpu >= 25) is off: it keeps drivers from
+        // unrolling the kernels' constant-trip loops, which spills the
+        // register tiles to memory (gfx-rs/wgpu#7698 reports 100x).
+        let checks = wgpu::ShaderRuntimeChecks {
+            force_loop_bounding: false,
+            ..wgpu::ShaderRuntimeChecks::checked()
+        };
+        // SAFETY: with `force_loop_bounding` off the caller must not pass
+        // infinite loops. Every loop in this crate's kernels (kernels/*.wgsl)
+        // counts an unsigned index up by a positive step to a bound taken
+        // from the params, and the bounds are sizes checked on the host to fit
+        // u32 with room for one step (buffers are far below 2^32 elements),
+        // so each terminates. All other runtime checks stay enabled.
+        let module = unsafe { self.device.create_shader_module_trusted(descriptor, checks) };
         let pipeline = self
             .device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -197,6 +325,8 @@ impl GpuContext {
         if let Some(e) = scope.pop().await {
             return Err(GpuError::from_wgpu(e, &format!("compiling kernel {name}")));
         }
+        self.count(|s| s.pipelines_compiled += 1);
+        let pipeline = Kernel { pipeline, name };
         self.pipelines
             .lock()
             .map_err(|_| poisoned())?
@@ -228,20 +358,34 @@ impl GpuContext {
     pub(crate) async fn storage(&self, what: &str, bytes: u64) -> Result<wgpu::Buffer, GpuError> {
         let bytes = bytes.max(16).next_multiple_of(16);
         self.check_size(what, bytes)?;
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let usage = wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_DST
+            | wgpu::BufferUsages::COPY_SRC;
+        self.buffer(what, bytes, usage).await
+    }
+
+    /// A buffer of `bytes` with `usage`, inside an out-of-memory and a
+    /// validation error scope so that a refused allocation is an error
+    /// naming it rather than an uncaptured fault.
+    pub(crate) async fn buffer(
+        &self,
+        what: &str,
+        bytes: u64,
+        usage: wgpu::BufferUsages,
+    ) -> Result<wgpu::Buffer, GpuError> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(what),
             size: bytes,
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_DST
-                | wgpu::BufferUsages::COPY_SRC,
+            usage,
             mapped_at_creation: false,
         });
-        if let Some(e) = scope.pop().await {
-            return Err(GpuError::from_wgpu(
-                e,
-                &format!("allocating {what} ({bytes} bytes)"),
-            ));
+        self.count(|s| s.buffers_created += 1);
+        let during = format!("allocating {what} ({bytes} bytes)");
+        let validation = validation.pop().await;
+        if let Some(e) = oom.pop().await.or(validation) {
+            return Err(self.settle(GpuError::from_wgpu(e, &during)));
         }
         Ok(buffer)
     }
@@ -254,7 +398,7 @@ impl GpuContext {
     ) -> Result<wgpu::Buffer, GpuError> {
         let bytes = encode(values, self.precision);
         let buffer = self.storage(what, bytes.len() as u64).await?;
-        self.queue.write_buffer(&buffer, 0, &bytes);
+        self.write_bytes(&buffer, &bytes);
         Ok(buffer)
     }
 
@@ -273,12 +417,19 @@ impl GpuContext {
 
     /// Writes f32 values (converted) into an existing buffer.
     pub(crate) fn write(&self, buffer: &wgpu::Buffer, values: &[f32]) {
-        self.queue
-            .write_buffer(buffer, 0, &encode(values, self.precision));
+        self.write_bytes(buffer, &encode(values, self.precision));
+    }
+
+    /// Writes raw bytes (a multiple of 4) at the start of `buffer`.
+    pub(crate) fn write_bytes(&self, buffer: &wgpu::Buffer, bytes: &[u8]) {
+        self.count(|s| s.bytes_uploaded += bytes.len() as u64);
+        self.queue.write_buffer(buffer, 0, bytes);
     }
 
     /// Records `dispatches` into one compute pass, submits, and reads back
-    /// `count` elements of `result`: one submission, one readback.
+    /// `count` elements of `result`: one submission, one readback. The
+    /// params arena, the bind groups and the staging buffer are reused
+    /// from earlier runs.
     pub(crate) async fn run(
         &self,
         dispatches: &[Dispatch],
@@ -289,92 +440,190 @@ impl GpuContext {
         let bytes = (count as u64 * self.precision.size())
             .next_multiple_of(4)
             .max(4);
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size: bytes,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let staging = self.take_staging(bytes).await?;
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let params = self.params.lock().map_err(|_| poisoned())?;
-        let params = self.encode_and_submit(params, dispatches, result, &staging, bytes)?;
-        drop(params);
-        if let Some(e) = validation.pop().await {
-            return Err(GpuError::from_wgpu(e, "running the kernels"));
+        let copy = Some((result, &staging, bytes));
+        let submitted = if self.profile {
+            self.run_profiled(dispatches)
+                .and_then(|()| self.encode_and_submit(&[], copy))
+        } else {
+            self.encode_and_submit(dispatches, copy)
+        };
+        let validation = validation.pop().await;
+        let oom = oom.pop().await;
+        submitted.map_err(|e| self.settle(e))?;
+        if let Some(e) = validation.or(oom) {
+            return Err(self.settle(GpuError::from_wgpu(e, "running the kernels")));
         }
-        if let Some(e) = oom.pop().await {
-            return Err(GpuError::from_wgpu(e, "running the kernels"));
-        }
-        let data = self.map(&staging).await?;
+        let data = self.map(&staging, bytes).await?;
+        self.put_staging(staging);
         self.check_fault()?;
         Ok(decode(&data, count, self.precision))
     }
 
-    fn encode_and_submit<'g>(
+    /// The pooled readback buffer if it is big enough, else a new one.
+    async fn take_staging(&self, bytes: u64) -> Result<wgpu::Buffer, GpuError> {
+        let pooled = self.staging.lock().map_err(|_| poisoned())?.take();
+        match pooled {
+            Some(b) if b.size() >= bytes => Ok(b),
+            _ => {
+                let usage = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
+                self.buffer("readback", bytes.next_power_of_two(), usage)
+                    .await
+            }
+        }
+    }
+
+    /// Returns a staging buffer to the pool, keeping the larger one.
+    fn put_staging(&self, staging: wgpu::Buffer) {
+        if let Ok(mut slot) = self.staging.lock()
+            && slot.as_ref().is_none_or(|b| b.size() < staging.size())
+        {
+            *slot = Some(staging);
+        }
+    }
+
+    /// Writes the params of `dispatches` into the arena, records them into
+    /// one compute pass (plus the result copy) and submits. Holds the cache
+    /// lock only while recording, never across an await.
+    fn encode_and_submit(
         &self,
-        mut params: std::sync::MutexGuard<'g, Option<wgpu::Buffer>>,
         dispatches: &[Dispatch],
-        result: &wgpu::Buffer,
-        staging: &wgpu::Buffer,
-        bytes: u64,
-    ) -> Result<std::sync::MutexGuard<'g, Option<wgpu::Buffer>>, GpuError> {
+        copy: Option<(&wgpu::Buffer, &wgpu::Buffer, u64)>,
+    ) -> Result<(), GpuError> {
         let stride = u64::from(self.device.limits().min_uniform_buffer_offset_alignment).max(256);
         let need = (dispatches.len() as u64 * stride).max(stride);
-        if params.as_ref().is_none_or(|b| b.size() < need) {
-            *params = Some(self.device.create_buffer(&wgpu::BufferDescriptor {
+        let mut cache = self.cache.lock().map_err(|_| poisoned())?;
+        if cache.arena.as_ref().is_none_or(|b| b.size() < need) {
+            // Bind groups point into the old arena: drop them with it.
+            cache.bind_groups.clear();
+            cache.arena = Some(self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("kernel params"),
                 size: need.next_power_of_two(),
                 usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             }));
+            self.count(|s| s.buffers_created += 1);
         }
-        let arena = params
-            .as_ref()
+        let arena = cache
+            .arena
+            .clone()
             .ok_or_else(|| GpuError::Device("no params buffer".into()))?;
-        let mut blob = alloc::vec![0u8; need as usize];
-        for (i, d) in dispatches.iter().enumerate() {
-            let at = i * stride as usize;
-            blob[at..at + d.params.len()].copy_from_slice(&d.params);
+        if !dispatches.is_empty() {
+            let mut blob = alloc::vec![0u8; need as usize];
+            for (i, d) in dispatches.iter().enumerate() {
+                let at = i * stride as usize;
+                blob[at..at + d.params.len()].copy_from_slice(&d.params);
+            }
+            self.write_bytes(&arena, &blob);
         }
-        self.queue.write_buffer(arena, 0, &blob);
+        cache.runs += 1;
+        let run = cache.runs;
+        let groups: Vec<wgpu::BindGroup> = dispatches
+            .iter()
+            .enumerate()
+            .map(|(i, d)| self.bind_group(&mut cache, d, &arena, i as u64 * stride, run))
+            .collect();
+        if cache.bind_groups.len() > BIND_CACHE {
+            cache.bind_groups.retain(|_, (_, used)| *used == run);
+        }
+        drop(cache);
         let mut encoder = self.device.create_command_encoder(&Default::default());
-        {
-            let groups: Vec<wgpu::BindGroup> = dispatches
-                .iter()
-                .enumerate()
-                .map(|(i, d)| d.bind_group(&self.device, arena, i as u64 * stride))
-                .collect();
+        if !dispatches.is_empty() {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             for (d, g) in dispatches.iter().zip(&groups) {
-                pass.set_pipeline(&d.pipeline);
+                pass.set_pipeline(&d.kernel.pipeline);
                 pass.set_bind_group(0, g, &[]);
                 let [x, y, z] = d.groups;
                 pass.dispatch_workgroups(x, y, z);
             }
         }
-        encoder.copy_buffer_to_buffer(result, 0, staging, 0, bytes);
+        if let Some((result, staging, bytes)) = copy {
+            encoder.copy_buffer_to_buffer(result, 0, staging, 0, bytes);
+        }
         self.queue.submit([encoder.finish()]);
-        Ok(params)
+        let launched = dispatches.len() as u64;
+        self.count(|s| {
+            s.submissions += 1;
+            s.dispatches += launched;
+        });
+        Ok(())
     }
 
-    /// Maps `staging` and copies it out; waits at most the timeout natively.
-    async fn map(&self, staging: &wgpu::Buffer) -> Result<Vec<u8>, GpuError> {
-        let (tx, rx) = oneshot();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| tx.send(r));
-        #[cfg(not(target_arch = "wasm32"))]
+    /// The cached bind group of `d` at params `offset`, or a new one.
+    fn bind_group(
+        &self,
+        cache: &mut RunCache,
+        d: &Dispatch,
+        arena: &wgpu::Buffer,
+        offset: u64,
+        run: u64,
+    ) -> wgpu::BindGroup {
+        let key = (d.kernel.pipeline.clone(), d.buffers.clone(), offset);
+        if let Some((g, used)) = cache.bind_groups.get_mut(&key) {
+            *used = run;
+            return g.clone();
+        }
+        let g = d.bind_group(&self.device, arena, offset);
+        self.count(|s| s.bind_groups_created += 1);
+        cache.bind_groups.insert(key, (g.clone(), run));
+        g
+    }
+
+    /// Profiling: submits each dispatch alone and waits for it, adding its
+    /// wall time to the kernel's entry in [`GpuContext::profile`].
+    #[cfg(not(target_arch = "wasm32"))]
+    fn run_profiled(&self, dispatches: &[Dispatch]) -> Result<(), GpuError> {
+        for d in dispatches {
+            let t = std::time::Instant::now();
+            self.encode_and_submit(core::slice::from_ref(d), None)?;
+            self.wait()?;
+            let seconds = t.elapsed().as_secs_f64();
+            let key = match &d.detail {
+                Some(detail) => format!("{} {detail}", d.kernel.name),
+                None => d.kernel.name.to_string(),
+            };
+            let mut times = self.times.lock().map_err(|_| poisoned())?;
+            let entry = times.entry(key).or_insert((0, 0.0));
+            entry.0 += 1;
+            entry.1 += seconds;
+        }
+        Ok(())
+    }
+
+    /// Browsers cannot block: profiling is native only.
+    #[cfg(target_arch = "wasm32")]
+    fn run_profiled(&self, _dispatches: &[Dispatch]) -> Result<(), GpuError> {
+        Err(GpuError::Input("profiling needs a native build".into()))
+    }
+
+    /// Waits for all submitted work, at most the timeout.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn wait(&self) -> Result<(), GpuError> {
         self.device
             .poll(wgpu::PollType::Wait {
                 submission_index: None,
                 timeout: Some(self.timeout),
             })
+            .map(|_| ())
             .map_err(|e| match e {
                 wgpu::PollError::Timeout => GpuError::Timeout(format!(
                     "the kernels did not finish within {:?}",
                     self.timeout
                 )),
                 other => GpuError::DeviceLost(other.to_string()),
-            })?;
+            })
+    }
+
+    /// Maps the first `bytes` of `staging` and copies them out; waits at
+    /// most the timeout natively.
+    async fn map(&self, staging: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>, GpuError> {
+        let (tx, rx) = oneshot();
+        staging.map_async(wgpu::MapMode::Read, 0..bytes, move |r| tx.send(r));
+        self.count(|s| s.readbacks += 1);
+        #[cfg(not(target_arch = "wasm32"))]
+        self.wait()?;
         #[cfg(target_arch = "wasm32")]
         let _ = self.timeout;
         match rx.await {
@@ -389,7 +638,7 @@ impl GpuContext {
             }
         }
         let data = staging
-            .get_mapped_range(..)
+            .get_mapped_range(0..bytes)
             .map_err(|e| GpuError::Device(format!("reading results back: {e:?}")))?
             .to_vec();
         staging.unmap();
@@ -400,25 +649,28 @@ impl GpuContext {
 /// One kernel launch: pipeline, storage buffers in binding order, the
 /// params uniform (bound last) and the workgroup counts.
 pub(crate) struct Dispatch {
-    pub pipeline: wgpu::ComputePipeline,
+    pub kernel: Kernel,
     pub buffers: Vec<wgpu::Buffer>,
     pub params: Vec<u8>,
     pub groups: [u32; 3],
+    /// Shape detail for the profile (GEMMs: `m x n x k`).
+    pub detail: Option<String>,
 }
 
 impl Dispatch {
     /// A launch with `params` (a `#[repr(C)]` bytemuck struct).
     pub(crate) fn new<P: bytemuck::Pod>(
-        pipeline: wgpu::ComputePipeline,
+        kernel: Kernel,
         buffers: &[&wgpu::Buffer],
         params: &P,
         groups: [u32; 3],
     ) -> Self {
         Self {
-            pipeline,
+            kernel,
             buffers: buffers.iter().map(|b| (*b).clone()).collect(),
             params: bytemuck::bytes_of(params).to_vec(),
             groups,
+            detail: None,
         }
     }
 
@@ -428,7 +680,7 @@ impl Dispatch {
         arena: &wgpu::Buffer,
         offset: u64,
     ) -> wgpu::BindGroup {
-        let layout = self.pipeline.get_bind_group_layout(0);
+        let layout = self.kernel.pipeline.get_bind_group_layout(0);
         let mut entries: Vec<wgpu::BindGroupEntry<'_>> = self
             .buffers
             .iter()
@@ -574,5 +826,96 @@ impl<T> Future for Receiver<T> {
         }
         s.waker = Some(cx.waker().clone());
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::kernels::gelu::gelu;
+    use super::super::kernels::testing::context;
+    use super::*;
+    use crate::clip::Activation;
+
+    /// A context of its own (these tests break theirs); `None` to skip.
+    fn fresh() -> Option<GpuContext> {
+        // Opens only where the shared test context could open.
+        context(Precision::F32)?;
+        let options = GpuOptions {
+            precision: Some(Precision::F32),
+            timeout: core::time::Duration::from_secs(30),
+            ..GpuOptions::default()
+        };
+        Some(GpuContext::new(&options).expect("a second context on the same adapter"))
+    }
+
+    #[test]
+    fn buffers_above_the_limits_are_errors_naming_them() {
+        let Some(ctx) = fresh() else { return };
+        let limits = ctx.limits();
+        // Caught on the host before wgpu sees it.
+        let binding = u64::from(limits.max_storage_buffer_binding_size);
+        let e = pollster::block_on(ctx.storage("the wide activations", binding + 16));
+        let msg = e.expect_err("over the binding limit").to_string();
+        assert!(
+            msg.contains("the wide activations") && msg.contains("max_storage_buffer_binding_size"),
+            "{msg}"
+        );
+        // Past the host check: wgpu refuses it, the error scope catches it
+        // and it comes back as an error instead of an uncaptured panic.
+        let usage = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
+        let huge = limits.max_buffer_size.saturating_mul(4);
+        let e = pollster::block_on(ctx.buffer("a huge readback", huge, usage));
+        let msg = e.expect_err("over max_buffer_size").to_string();
+        assert!(msg.contains("allocating a huge readback"), "{msg}");
+        assert!(msg.contains(&huge.to_string()), "{msg}");
+        // The device is still usable afterwards.
+        let x = pollster::block_on(ctx.upload("x", &[1.0, -2.0])).expect("upload");
+        let d = pollster::block_on(gelu(&ctx, Activation::QuickGelu, &x, 2)).expect("record");
+        let got = pollster::block_on(ctx.run(&[d], &x, 2)).expect("run after the refusal");
+        assert!(
+            (got[0] - 1.0 / (1.0 + (-1.702f32).exp())).abs() < 1e-5,
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn a_lost_device_is_an_error_and_stays_one() {
+        let Some(ctx) = fresh() else { return };
+        let x = pollster::block_on(ctx.upload("x", &[0.5; 8])).expect("upload");
+        ctx.device.destroy();
+        for attempt in 0..2 {
+            let run = pollster::block_on(async {
+                let d = gelu(&ctx, Activation::QuickGelu, &x, 8).await?;
+                ctx.run(&[d], &x, 8).await
+            });
+            let e = run.expect_err("a destroyed device must not run kernels");
+            assert!(
+                matches!(e, GpuError::DeviceLost(_)),
+                "attempt {attempt}: {e:?}"
+            );
+            assert!(e.to_string().starts_with("GPU device lost"), "{e}");
+        }
+        assert!(matches!(ctx.check_fault(), Err(GpuError::DeviceLost(_))));
+    }
+
+    #[test]
+    fn warm_runs_reuse_bind_groups_and_the_staging_buffer() {
+        let Some(ctx) = fresh() else { return };
+        let x = pollster::block_on(ctx.upload("x", &[0.5; 64])).expect("upload");
+        let once = || {
+            let d = pollster::block_on(gelu(&ctx, Activation::Gelu, &x, 64)).expect("record");
+            pollster::block_on(ctx.run(&[d], &x, 64)).expect("run");
+        };
+        once();
+        let before = ctx.stats();
+        once();
+        once();
+        let after = ctx.stats();
+        assert_eq!(after.submissions - before.submissions, 2);
+        assert_eq!(after.readbacks - before.readbacks, 2);
+        assert_eq!(after.dispatches - before.dispatches, 2);
+        assert_eq!(after.buffers_created, before.buffers_created);
+        assert_eq!(after.bind_groups_created, before.bind_groups_created);
+        assert_eq!(after.pipelines_compiled, before.pipelines_compiled);
     }
 }

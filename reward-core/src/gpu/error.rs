@@ -88,8 +88,15 @@ impl GpuError {
     pub(crate) fn from_wgpu(e: wgpu::Error, during: &str) -> Self {
         use alloc::format;
         match e {
-            wgpu::Error::OutOfMemory { .. } => Self::OutOfMemory(format!("while {during}")),
-            other => Self::Device(format!("while {during}: {other}")),
+            wgpu::Error::OutOfMemory { source } => {
+                Self::OutOfMemory(format!("while {during}: {source}"))
+            }
+            // The description carries the cause ("Buffer size ... is greater
+            // than the maximum buffer size ..."); Display alone does not.
+            wgpu::Error::Validation { description, .. }
+            | wgpu::Error::Internal { description, .. } => {
+                Self::Device(format!("while {during}: {}", description.trim_end()))
+            }
         }
     }
 }

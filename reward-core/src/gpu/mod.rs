@@ -29,7 +29,7 @@ mod tower;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use backend::{Backend, Verifier};
-pub use context::{GpuContext, GpuOptions, Precision};
+pub use context::{GpuContext, GpuOptions, GpuStats, KernelTime, Precision};
 pub use error::GpuError;
 pub use model::GpuClipModel;
 

@@ -6,7 +6,7 @@
 //! kernels into one submission per chunk and reads back only its result.
 
 use alloc::format;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::vec::Vec;
 use std::sync::Mutex;
 
@@ -16,7 +16,7 @@ use super::kernels::scoring::{ScoreBuffers, logits};
 use super::tower::{GpuText, GpuVision, Workspace};
 use crate::clip::tokenizer::ClipTokenizer;
 use crate::clip::weights::{VarBuilder, WeightFiles};
-use crate::clip::{ClipConfig, Embeddings, TextEmbeddings, TokenizedText};
+use crate::clip::{ClipConfig, Embeddings, TextEmbeddings, TokenizedText, byte_shards, model_hash};
 
 /// Most images per submission (fewer when the activations would not fit
 /// one storage binding).
@@ -31,6 +31,7 @@ pub struct GpuClipModel {
     text: GpuText,
     vision: GpuVision,
     logit_scale: f32,
+    hash: [u8; 32],
     text_ws: Mutex<Workspace>,
     vision_ws: Mutex<Workspace>,
     score_ws: Mutex<Workspace>,
@@ -41,22 +42,14 @@ impl GpuClipModel {
     /// onto `ctx`'s device.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load(ctx: &GpuContext, dir: &std::path::Path) -> Result<Self, GpuError> {
-        use crate::clip::weights::disk;
-        let config_json = disk::read(&dir.join("config.json"))?;
-        let tokenizer_json = disk::read(&dir.join("tokenizer.json"))?;
-        let paths = disk::shard_paths(dir)?;
-        let maps = paths
-            .iter()
-            .map(|p| disk::map(p))
-            .collect::<Result<Vec<_>, _>>()?;
-        let shards: Vec<(String, &[u8])> = paths
-            .iter()
-            .zip(&maps)
-            .map(|(p, m)| (p.display().to_string(), &m[..]))
-            .collect();
-        let config_name = dir.join("config.json").display().to_string();
-        let config = ClipConfig::from_json(&config_json, &config_name)?;
-        pollster::block_on(Self::build(ctx, config, &shards, &tokenizer_json))
+        let ckpt = crate::clip::Checkpoint::read(dir)?;
+        let config = ckpt.config.clone();
+        pollster::block_on(Self::build(
+            ctx,
+            config,
+            &ckpt.shards(),
+            &ckpt.tokenizer_json,
+        ))
     }
 
     /// Loads from in-memory bytes (the browser): `config.json`, safetensors
@@ -68,12 +61,7 @@ impl GpuClipModel {
         tokenizer_json: &[u8],
     ) -> Result<Self, GpuError> {
         let config = ClipConfig::from_json(config_json, "config.json")?;
-        let shards: Vec<(String, &[u8])> = weights
-            .iter()
-            .enumerate()
-            .map(|(i, w)| (format!("safetensors shard {i}"), *w))
-            .collect();
-        Self::build(ctx, config, &shards, tokenizer_json).await
+        Self::build(ctx, config, &byte_shards(weights), tokenizer_json).await
     }
 
     async fn build(
@@ -100,6 +88,7 @@ impl GpuClipModel {
         Ok(Self {
             tokenizer: ClipTokenizer::from_bytes(tokenizer_json, t.max_position_embeddings)?,
             logit_scale: vb.get("logit_scale", &[])?[0],
+            hash: model_hash(&config, &files, tokenizer_json),
             text,
             vision,
             config,
@@ -112,6 +101,17 @@ impl GpuClipModel {
     /// The checked config.
     pub fn config(&self) -> &ClipConfig {
         &self.config
+    }
+
+    /// The checkpoint hash, equal to [`crate::clip::ClipModel::model_hash`]
+    /// for the same files (caches and baselines check it).
+    pub fn model_hash(&self) -> [u8; 32] {
+        self.hash
+    }
+
+    /// [`GpuClipModel::model_hash`] as 64 lowercase hex digits.
+    pub fn model_hash_hex(&self) -> String {
+        self.hash.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// `exp(logit_scale)`, as [`crate::clip::ClipModel::logit_scale`].

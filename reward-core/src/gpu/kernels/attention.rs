@@ -13,11 +13,26 @@ use super::super::context::{Dispatch, GpuContext};
 use super::super::error::GpuError;
 use super::{MAX_GROUPS, u32_of};
 
-/// Queries per workgroup (one per invocation).
-const QB: u32 = 64;
-/// Workgroup memory budget for the key and value tiles, in elements
-/// (2 x 2048 f32 = 16 KiB would exceed WebGPU's 16,384 bytes with the rest).
-const TILE_ELEMS: u32 = 1536;
+/// Invocations per workgroup.
+const WG: u32 = 256;
+/// Workgroup memory the tiles may use: WebGPU's default 16,384 bytes less
+/// a little for the sequence entry.
+const TILE_BYTES: u32 = 16_000;
+
+/// Queries and keys per tile for head dim `d`: the largest (16 x 32 for
+/// CLIP's d = 64) whose f32 tiles (queries and keys with a padded stride,
+/// scores, three per-query rows) fit [`TILE_BYTES`].
+fn tile_shape(d: u32) -> (u32, u32) {
+    let bytes = |bq: u32, bk: u32| 4 * ((bq + bk) * (d + 1) + bq * bk + 3 * bq);
+    let (mut bq, mut bk) = (16, 32);
+    while bytes(bq, bk) > TILE_BYTES && bk > 8 {
+        bk /= 2;
+    }
+    while bytes(bq, bk) > TILE_BYTES && bq > 1 {
+        bq /= 2;
+    }
+    (bq, bk)
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -66,13 +81,14 @@ pub(crate) async fn attention(
         )));
     }
     let d = u32_of(shape.hidden / shape.heads, "head dim")?;
-    let kt = (TILE_ELEMS / d.max(1)).clamp(1, 16);
     if d > 256 {
         return Err(GpuError::Input(format!(
             "head dim {d} is above the supported 256"
         )));
     }
-    let consts = [("QB", QB), ("D", d), ("KT", kt)];
+    let (bq, bk) = tile_shape(d);
+    let dpt = (bq * d).div_ceil(WG);
+    let consts = [("WG", WG), ("BQ", bq), ("BK", bk), ("D", d), ("DPT", dpt)];
     let pipeline = ctx
         .pipeline("attention", include_str!("attention.wgsl"), &consts)
         .await?;
@@ -83,7 +99,7 @@ pub(crate) async fn attention(
         pad: 0,
     };
     let groups = [
-        u32_of(max_len, "sequence length")?.div_ceil(QB).max(1),
+        u32_of(max_len, "sequence length")?.div_ceil(bq).max(1),
         u32_of(shape.heads, "heads")?,
         u32_of(num_seqs, "sequences")?.max(1),
     ];
@@ -158,18 +174,15 @@ mod tests {
             let out = upload(ctx, &vec![0.0; start * hidden]);
             let max_len = lens.iter().copied().max().unwrap_or(0);
             let shape = Heads { hidden, heads };
-            let d = pollster::block_on(attention(
-                ctx,
-                shape,
-                causal,
-                &qb,
-                &table,
-                lens.len(),
-                max_len,
-                &out,
-            ));
-            let got = run(ctx, vec![d.expect("record")], &out, start * hidden);
             let want = reference(&qkv, &seqs, hidden, heads, causal);
+            let n = lens.len();
+            let d = attention(ctx, shape, causal, &qb, &table, n, max_len, &out);
+            let got = run(
+                ctx,
+                vec![pollster::block_on(d).expect("record")],
+                &out,
+                start * hidden,
+            );
             let what =
                 alloc::format!("attention {lens:?} {hidden}/{heads} causal={causal} {precision:?}");
             assert_close(&got, &want, tolerance(precision), &what);
@@ -191,6 +204,27 @@ mod tests {
     #[test]
     fn head_dim_64_over_key_tiles() {
         check(&[40], 128, 2, false);
+    }
+
+    #[test]
+    fn long_sequence_and_large_head_dims() {
+        // 577 tokens: ViT-L/14-336's sequence, over many query and key tiles.
+        check(&[577], 64, 1, false);
+        check(&[33, 9], 2 * 256, 2, true);
+        check(&[20], 3 * 100, 3, false);
+    }
+
+    #[test]
+    fn tiles_fit_workgroup_memory() {
+        for d in [1, 3, 64, 65, 100, 128, 256] {
+            let (bq, bk) = tile_shape(d);
+            let bytes = 4 * ((bq + bk) * (d + 1) + bq * bk + 3 * bq);
+            assert!(
+                bytes <= TILE_BYTES,
+                "d = {d}: {bq} x {bk} needs {bytes} bytes"
+            );
+        }
+        assert_eq!(tile_shape(64), (16, 32));
     }
 
     #[test]

@@ -8,11 +8,12 @@ use super::super::context::{Dispatch, GpuContext};
 use super::super::error::GpuError;
 use super::u32_of;
 
-/// Invocations per workgroup side (SIDE x SIDE = 256 invocations).
+/// Invocations per workgroup side (SIDE x SIDE = 256 invocations); fixed
+/// in `matmul.wgsl`, which holds 4 x 4 outputs per invocation in vec4s.
 const SIDE: u32 = 16;
 /// Outputs per invocation per side: a workgroup computes a 64 x 64 tile.
 const PER: u32 = 4;
-/// The k step held in workgroup memory (2 x 16 x 64 elements: 8 KiB in f32).
+/// The k step held in workgroup memory (2 x 16 x 65 f32: 8.3 KiB).
 const KT: u32 = 16;
 
 #[repr(C)]
@@ -72,7 +73,7 @@ pub(crate) async fn matmul(
     bias: Option<&wgpu::Buffer>,
     out: &wgpu::Buffer,
 ) -> Result<Dispatch, GpuError> {
-    let consts = [("SIDE", SIDE), ("PER", PER), ("KT", KT)];
+    let consts = [("KT", KT)];
     let pipeline = ctx
         .pipeline("matmul", include_str!("matmul.wgsl"), &consts)
         .await?;
@@ -107,7 +108,9 @@ pub(crate) async fn matmul(
     }
     // An unused bias binding still needs a buffer; `w` is never written here.
     let bias = bias.unwrap_or(w);
-    Ok(Dispatch::new(pipeline, &[a, w, bias, out], &params, groups))
+    let mut d = Dispatch::new(pipeline, &[a, w, bias, out], &params, groups);
+    d.detail = Some(alloc::format!("{}x{}x{}", g.m, g.n, g.k));
+    Ok(d)
 }
 
 #[cfg(test)]
