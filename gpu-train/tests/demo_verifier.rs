@@ -27,10 +27,12 @@ fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/demo/verifier")
 }
 
-/// A fresh scratch directory for one test.
+/// A fresh scratch directory for one test, under cargo's target tmp dir
+/// (a fixed name, so runs do not pile up).
 fn scratch(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("fisao-demo-verifier-{}-{name}", std::process::id()));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("demo-verifier")
+        .join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
