@@ -10,7 +10,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use std::sync::Mutex;
 
-use super::context::GpuContext;
+use super::context::{Dispatch, GpuContext};
 use super::error::GpuError;
 use super::kernels::scoring::{ScoreBuffers, logits};
 use super::tower::{GpuText, GpuVision, Workspace};
@@ -124,6 +124,21 @@ impl GpuClipModel {
         Ok(self.tokenizer.encode(text)?)
     }
 
+    /// Uploads one chunk of pixels and records the image tower over it; the
+    /// projected embeddings land in the returned buffer.
+    async fn record_images(
+        &self,
+        ctx: &GpuContext,
+        ws: &mut Workspace,
+        pixels: &[f32],
+        count: usize,
+        dispatches: &mut Vec<Dispatch>,
+    ) -> Result<wgpu::Buffer, GpuError> {
+        let input = ws.get(ctx, "pixels", pixels.len()).await?;
+        ctx.write(&input, pixels);
+        self.vision.record(ctx, ws, &input, count, dispatches).await
+    }
+
     /// Projected image embeddings of `n` preprocessed images
     /// (`n x channels x size x size` f32), as
     /// [`crate::clip::ClipModel::embed_images`].
@@ -140,12 +155,9 @@ impl GpuClipModel {
         let mut out = Vec::with_capacity(n * proj);
         for pixels in pixel_values.chunks(chunk * per_image) {
             let count = pixels.len() / per_image;
-            let input = ws.get(ctx, "pixels", pixels.len()).await?;
-            ctx.write(&input, pixels);
             let mut dispatches = Vec::new();
             let emb = self
-                .vision
-                .record(ctx, &mut ws, &input, count, &mut dispatches)
+                .record_images(ctx, &mut ws, pixels, count, &mut dispatches)
                 .await?;
             out.extend(ctx.run(&dispatches, &emb, count * proj).await?);
         }
@@ -300,12 +312,9 @@ impl GpuClipModel {
         let mut out = Vec::with_capacity(n * t);
         for pixels in pixel_values.chunks(chunk * per_image) {
             let count = pixels.len() / per_image;
-            let input = ws.get(ctx, "pixels", pixels.len()).await?;
-            ctx.write(&input, pixels);
             let mut dispatches = Vec::new();
             let emb = self
-                .vision
-                .record(ctx, &mut ws, &input, count, &mut dispatches)
+                .record_images(ctx, &mut ws, pixels, count, &mut dispatches)
                 .await?;
             let buffers = ScoreBuffers {
                 images: &emb,
