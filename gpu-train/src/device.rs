@@ -31,3 +31,19 @@ mod tests {
         assert_eq!(compute_kind(Device::Cpu), Kind::Float);
     }
 }
+
+/// GPU memory in use by all processes, MiB, from `nvidia-smi` (`None`
+/// without it). libtorch's caching allocator keeps its peak reserved, so
+/// this reads as the peak after a run.
+pub fn gpu_used_mib() -> Option<f64> {
+    let out = std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=memory.used", "--format=csv,noheader,nounits"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}

@@ -56,20 +56,6 @@ fn sync(dev: Device) {
     }
 }
 
-/// GPU memory in use by all processes, MiB (the caching allocator keeps its peak reserved).
-fn gpu_used_mib() -> Option<f64> {
-    let out = std::process::Command::new("nvidia-smi")
-        .args(["--query-gpu=memory.used", "--format=csv,noheader,nounits"])
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()?
-        .trim()
-        .parse()
-        .ok()
-}
-
 /// The same prompt as the Python side: BOS, the image run, then text ids 1000...
 fn prompt(model: &LlavaModel, text: i64) -> Vec<i64> {
     let c = &model.config;
@@ -150,7 +136,7 @@ fn bench_train(model: &LlavaModel, a: &Args) -> Result<()> {
         .collect();
     let ids = Tensor::from_slice(&ids).unsqueeze(0).to(dev);
     sync(dev);
-    let before = gpu_used_mib();
+    let before = gpu_train::device::gpu_used_mib();
     let t = Instant::now();
     let batch = Batch {
         input_ids: &ids,
@@ -162,7 +148,7 @@ fn bench_train(model: &LlavaModel, a: &Args) -> Result<()> {
     loss.backward();
     sync(dev);
     let secs = t.elapsed().as_secs_f64();
-    let after = gpu_used_mib();
+    let after = gpu_train::device::gpu_used_mib();
     let trainable: i64 = model
         .trainable_vs()
         .trainable_variables()

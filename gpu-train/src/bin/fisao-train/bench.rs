@@ -79,19 +79,6 @@ fn id_tokenizer(vocab: i64) -> Result<Tokenizer> {
     Ok(Tokenizer::new(model))
 }
 
-fn gpu_used_mib() -> Option<f64> {
-    let out = std::process::Command::new("nvidia-smi")
-        .args(["--query-gpu=memory.used", "--format=csv,noheader,nounits"])
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()?
-        .trim()
-        .parse()
-        .ok()
-}
-
 pub fn run(tiny: bool, batch: usize, new_tokens: i64, lora_r: i64) -> Result<()> {
     let (config, device) = if tiny {
         let text = std::fs::read_to_string(concat!(
@@ -121,7 +108,7 @@ pub fn run(tiny: bool, batch: usize, new_tokens: i64, lora_r: i64) -> Result<()>
         let _ = t.set_requires_grad(false);
     }
     let build_s = t0.elapsed().as_secs_f64();
-    let mem_model = gpu_used_mib();
+    let mem_model = gpu_train::device::gpu_used_mib();
     let c = &model.config;
     let n_img = c.image_tokens_per_image() as usize;
     let vocab = c.text.vocab_size;
@@ -184,7 +171,7 @@ pub fn run(tiny: bool, batch: usize, new_tokens: i64, lora_r: i64) -> Result<()>
         "generation_tok_per_s": generated / s.generation.max(1e-9),
         "reference_tok_per_s": generated / s.reference.max(1e-9),
         "update_tok_per_s": generated * 4.0 / s.update.max(1e-9),
-        "gpu_mib_after_build": mem_model, "gpu_mib_peak_reserved": gpu_used_mib(),
+        "gpu_mib_after_build": mem_model, "gpu_mib_peak_reserved": gpu_train::device::gpu_used_mib(),
         "policy_loss": m.policy_loss, "value_loss": m.value_loss, "approx_kl": m.approx_kl, "mentions": m.mentions,
     });
     println!("{row}");
