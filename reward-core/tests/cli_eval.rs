@@ -152,49 +152,22 @@ fn chair_json_and_table_equal_the_library() {
 fn chair_bad_input_names_line_id_or_file() {
     let dir = scratch("chair-bad");
     let a = s(&chair_dir()).to_owned();
-    let unknown = write(
-        &dir,
+    // Each bad captions file fails naming the line, the image id or the file.
+    let chair_err = |name: &str, captions: &str| {
+        let f = write(&dir, name, captions);
+        err(&["eval", "chair", "--captions", s(&f), "--annotations", &a])
+    };
+    let e = chair_err(
         "unknown.jsonl",
         "{\"image_id\": 101, \"caption\": \"A dog.\"}\n{\"image_id\": 999, \"caption\": \"A cat.\"}\n",
     );
-    let e = err(&[
-        "eval",
-        "chair",
-        "--captions",
-        s(&unknown),
-        "--annotations",
-        &a,
-    ]);
     assert!(e.contains("line 2") && e.contains("999"), "{e}");
-
-    let empty = write(
-        &dir,
-        "empty.jsonl",
-        "{\"image_id\": 101, \"caption\": \"  \"}\n",
-    );
-    let e = err(&[
-        "eval",
-        "chair",
-        "--captions",
-        s(&empty),
-        "--annotations",
-        &a,
-    ]);
+    let e = chair_err("empty.jsonl", "{\"image_id\": 101, \"caption\": \"  \"}\n");
     assert!(e.contains("line 1") && e.contains("empty"), "{e}");
-
-    let broken = write(
-        &dir,
+    let e = chair_err(
         "broken.jsonl",
         "{\"image_id\": 101, \"caption\": \"A dog.\"}\n\n{\"image_id\": 102, \"caption\": \n",
     );
-    let e = err(&[
-        "eval",
-        "chair",
-        "--captions",
-        s(&broken),
-        "--annotations",
-        &a,
-    ]);
     assert!(e.contains("line 3") && e.contains("broken.jsonl"), "{e}");
 
     // A malformed annotation file is named.
