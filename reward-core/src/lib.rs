@@ -34,6 +34,8 @@ pub mod vocab;
 
 #[cfg(feature = "clip")]
 pub mod clip;
+#[cfg(feature = "clip")]
+pub mod labels;
 #[cfg(feature = "gpu")]
 pub mod gpu;
 

@@ -5,7 +5,6 @@
 //! static page that uses it (`web/www/`, built and served by
 //! `cargo xtask web`; see docs/web.md).
 //!
-//! - [`rules`]: `fisao score`'s defaults and label rule;
 //! - [`session`]: the state and report, whichever towers run;
 //! - [`cpu`]: the CPU towers (single-threaded in WASM);
 //! - `gpu` (feature `gpu`): the WebGPU towers (reward-core's wgpu backend);
@@ -14,7 +13,6 @@
 pub mod cpu;
 #[cfg(feature = "gpu")]
 pub mod gpu;
-pub mod rules;
 pub mod session;
 
 #[cfg(target_arch = "wasm32")]

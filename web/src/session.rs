@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use reward_core::baseline::Baselines;
 use reward_core::reward::RewardBounds;
 
-use crate::rules::{self, DEFAULT_BASELINE_NAME};
+use reward_core::labels::{self, DEFAULT_BASELINE_NAME};
 
 /// The page's controls.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
@@ -242,7 +242,9 @@ impl Session {
             logit_scale: self.logit_scale,
         };
         let template = Template::new(&b.verifier.template).map_err(|e| format!("{name}: {e}"))?;
-        rules::baseline_bounds(&b, name, &scorer, &template, self.model_hash(), None)?;
+        let config = RewardConfig::default();
+        labels::baseline_bounds(&b, &scorer, &template, self.model_hash(), &config)
+            .map_err(|e| format!("{name}: {e}"))?;
         let mean = |m: Option<f64>| m.map_or("none".to_string(), |m| format!("{m:.4}"));
         let info = format!(
             "{name}: {}, template {:?}, s_c {}, s_h {}",
@@ -269,19 +271,19 @@ impl Session {
     ) -> Result<(RewardBounds, RewardConfig, String), String> {
         match &self.baselines {
             None => Ok((
-                rules::default_bounds(scorer, settings.margin)?,
+                labels::default_bounds(scorer, settings.margin).map_err(|e| e.to_string())?,
                 RewardConfig::default(),
                 DEFAULT_BASELINE_NAME.to_string(),
             )),
             Some((b, name)) => {
-                let (bounds, config) = rules::baseline_bounds(
-                    b,
-                    name,
-                    scorer,
-                    template,
-                    self.model_hash(),
-                    settings.margin,
-                )?;
+                // As `fisao score`: RewardConfig's defaults, the page's margin if set.
+                let mut config = RewardConfig::default();
+                if let Some(m) = settings.margin {
+                    config.margin = m;
+                }
+                let bounds =
+                    labels::baseline_bounds(b, scorer, template, self.model_hash(), &config)
+                        .map_err(|e| format!("{name}: {e}"))?;
                 Ok((bounds, config, name.clone()))
             }
         }
@@ -297,7 +299,7 @@ impl Session {
         let template = Template::new(&settings.template).map_err(|e| e.to_string())?;
         let mut plan = Plan::default();
         for m in self.matcher.find_iter(text) {
-            let form = rules::mention_form(&text[m.start..m.end]);
+            let form = labels::mention_form(&text[m.start..m.end]);
             let known = self.cached(&template, &form).is_some()
                 || self
                     .memo
@@ -365,7 +367,7 @@ impl Session {
         let mut scores = Vec::with_capacity(mentions.len());
         let mut cached = Vec::with_capacity(mentions.len());
         for m in &mentions {
-            let form = rules::mention_form(&text[m.start..m.end]);
+            let form = labels::mention_form(&text[m.start..m.end]);
             let (emb, from_cache) = match self.cached(&template, &form) {
                 Some(e) => (e, true),
                 None => (
@@ -397,10 +399,10 @@ impl Session {
                 js_start,
                 js_end,
                 entity: self.vocab.entity_name(m.entity).unwrap_or("?").to_string(),
-                form: rules::mention_form(&text[m.start..m.end]),
+                form: labels::mention_form(&text[m.start..m.end]),
                 score: scores[i],
                 reward: rewards[i],
-                label: rules::label(bounds.grounding(f64::from(scores[i]))),
+                label: labels::label(bounds.grounding(f64::from(scores[i]))),
                 repeat: !seen.insert(m.entity),
                 cached: cached[i],
             });

@@ -7,10 +7,11 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use reward_core::baseline::{Baselines, ScoreLevel};
+use reward_core::baseline::Baselines;
 use reward_core::clip::cache::{CacheKind, EmbeddingCache, sha256_digest};
 use reward_core::clip::image::{ImageLimits, decode_image, preprocess};
 use reward_core::clip::score::{ScoreKind, Scorer, Template};
+use reward_core::labels::{self, DEFAULT_BASELINE_NAME};
 use reward_core::mentions::{Matcher, Mention};
 use reward_core::reward::{
     Grounding, Response, RewardBounds, RewardConfig, ScoredMention, TokenRewarder,
@@ -21,14 +22,6 @@ use serde::Serialize;
 use super::ScoreArgs;
 use super::output::{Palette, Tone};
 use super::setup::{Loaded, load_cache, load_model};
-
-/// Uncalibrated default baselines, in cosine units; multiplied by the score
-/// kind's factor (`exp(logit_scale)` for cosine100, 250 for clipscore).
-/// `(s_c, s_h, s_min, s_max, margin)`; documented in docs/cli.md.
-pub const DEFAULT_COSINE_BASELINE: (f64, f64, f64, f64, f64) = (0.24, 0.17, 0.05, 0.35, 0.10);
-
-/// What the JSON output calls the baselines when none were given.
-const DEFAULT_BASELINE_NAME: &str = "default, uncalibrated";
 
 /// One scored mention in the output.
 #[derive(Serialize, Debug)]
@@ -153,7 +146,11 @@ impl Ctx {
                 baseline_bounds(p, &scorer, &template, model_hash.as_deref(), &config)?,
                 p.display().to_string(),
             ),
-            None => (default_bounds(&scorer)?, DEFAULT_BASELINE_NAME.to_string()),
+            None => (
+                labels::default_bounds(&scorer, None)
+                    .map_err(|e| anyhow!("{e}; pass --baseline"))?,
+                DEFAULT_BASELINE_NAME.to_string(),
+            ),
         };
         let vocab = Vocabulary::builtin(Expansion::Fisao);
         let matcher = Matcher::new(&vocab);
@@ -179,7 +176,7 @@ impl Ctx {
         let mentions = self.matcher.find(text);
         let words: Vec<String> = mentions
             .iter()
-            .map(|m| mention_form(&text[m.start..m.end]))
+            .map(|m| labels::mention_form(&text[m.start..m.end]))
             .collect();
         let text_embs = self.word_embeddings(&words, &mentions)?;
         let mut scores = Vec::with_capacity(mentions.len());
@@ -310,7 +307,7 @@ impl Ctx {
                     entity: self.entity_name(m),
                     score,
                     reward: rewards.object[i],
-                    label: label(self.bounds.grounding(f64::from(score))),
+                    label: labels::label(self.bounds.grounding(f64::from(score))),
                     repeat: !seen.insert(m.entity),
                 }
             })
@@ -318,43 +315,8 @@ impl Ctx {
     }
 }
 
-/// The surface form to embed for a matched span: lower case, hyphens and
-/// runs of whitespace as single spaces (how vocabulary forms are written).
-fn mention_form(span: &str) -> String {
-    let lower = span.to_lowercase().replace(['-', '’'], " ");
-    lower.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-fn label(g: Grounding) -> &'static str {
-    match g {
-        Grounding::Grounded => "grounded",
-        Grounding::Uncertain => "uncertain",
-        Grounding::Hallucinated => "likely hallucinated",
-    }
-}
-
-/// Eq. 8 bounds from the uncalibrated defaults, scaled to the score kind.
-fn default_bounds(scorer: &Scorer) -> Result<RewardBounds> {
-    let factor = match scorer.kind {
-        ScoreKind::Cosine100 => f64::from(scorer.logit_scale),
-        ScoreKind::ClipScore => 250.0,
-        ScoreKind::Dot => bail!(
-            "the dot score has no default baselines (its scale depends on the model); pass --baseline"
-        ),
-    };
-    let (c, h, lo, hi, m) = DEFAULT_COSINE_BASELINE;
-    Ok(RewardBounds::new(
-        ScoreLevel::Object,
-        c * factor,
-        h * factor,
-        m * factor,
-        lo * factor,
-        hi * factor,
-    )?)
-}
-
-/// Eq. 8 bounds from a `baseline.json`, refused when it was made with
-/// another score kind, template or model.
+/// Eq. 8 bounds from a `baseline.json` (read here; checked by
+/// reward-core's labelling rules, the same as the browser page's).
 fn baseline_bounds(
     path: &Path,
     scorer: &Scorer,
@@ -366,37 +328,8 @@ fn baseline_bounds(
         .with_context(|| format!("reading baselines {}", path.display()))?;
     let b: Baselines = serde_json::from_str(&text)
         .with_context(|| format!("{}: not a valid baseline.json", path.display()))?;
-    let mismatch = |what: &str, file: &str, run: &str| {
-        anyhow!(
-            "{}: baselines were computed with {what} {file}, but this run uses {run}",
-            path.display()
-        )
-    };
-    if b.level != ScoreLevel::Object {
-        bail!(
-            "{}: baselines are {}-level; `fisao score` labels object mentions and needs object-level baselines",
-            path.display(),
-            b.level
-        );
-    }
-    if b.verifier.score != scorer.kind {
-        return Err(mismatch(
-            "score",
-            &b.verifier.score.to_string(),
-            &scorer.kind.to_string(),
-        ));
-    }
-    if b.verifier.template != template.as_str() {
-        return Err(mismatch(
-            "template",
-            &format!("{:?}", b.verifier.template),
-            &format!("{:?}", template.as_str()),
-        ));
-    }
-    if let Some(h) = model_hash.filter(|h| *h != b.verifier.model_hash) {
-        return Err(mismatch("model", &b.verifier.model_hash, h));
-    }
-    Ok(b.to_reward_bounds(config)?)
+    labels::baseline_bounds(&b, scorer, template, model_hash, config)
+        .map_err(|e| anyhow!("{}: {e}", path.display()))
 }
 
 /// Input line of `--batch`.
