@@ -159,6 +159,8 @@ impl core::error::Error for ClipError {
 
 impl ClipError {
     /// An [`ClipError::Io`] for `path`.
+    // Only the file-reading paths call this, and wasm32 has none (bytes come from JS).
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),

@@ -104,6 +104,8 @@ pub struct KernelTime {
 #[derive(Clone)]
 pub(crate) struct Kernel {
     pub pipeline: wgpu::ComputePipeline,
+    // Read by the per-kernel profile, which is native-only (it blocks on each submission).
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     pub name: &'static str,
 }
 
