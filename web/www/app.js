@@ -329,8 +329,10 @@ $('model-files').addEventListener('change', (ev) => {
 });
 $('load-url').addEventListener('click', () => loadModel(() => checkpointFromUrl($('model-url').value.trim())));
 $('image-file').addEventListener('change', (ev) => { if (ev.target.files[0]) setImage(ev.target.files[0]); });
-$('score').addEventListener('click', () => score());
 let debounce = 0;
+// An explicit click supersedes a pending automatic rescore (same settings):
+// without this, the page scored twice and the first report was stale.
+$('score').addEventListener('click', () => { clearTimeout(debounce); score(); });
 const rescore = () => { clearTimeout(debounce); debounce = setTimeout(() => { if (state.model && state.image && $('caption').value.trim()) score(); }, 300); };
 $('caption').addEventListener('input', rescore);
 $('template').addEventListener('change', rescore);
