@@ -10,7 +10,7 @@
 // Each backend: error paths, loading from a URL and from files, scoring
 // against the native CLI within 1e-4, the label rule under other margins,
 // highlights and hover, a calibrated baseline.json (all three labels, against
-// `fisao score --baseline`), and no request leaving 127.0.0.1.
+// `fisao score --baseline`), the demo's verifier, and no request leaving 127.0.0.1.
 import { chromium } from 'playwright-core';
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
@@ -28,6 +28,10 @@ const TOL = 1e-4;
 const MODEL = 'tests/fixtures/clip/tiny-quickgelu';
 const IMAGE = 'tests/fixtures/images/chelsea.png';
 const NOT_AN_IMAGE = 'tests/fixtures/clip/pixels_inputs/not_an_image.png';
+// A verifier written by the demo's own code (gpu-train/src/demo/verifier.rs,
+// HF CLIP layout, its own BPE tokenizer) and one image of its world.
+const DEMO_VERIFIER = 'tests/fixtures/demo/verifier';
+const DEMO_IMAGE = `${DEMO_VERIFIER}/val_0.png`;
 // Captions with repeats, multi-word entities, non-ASCII text (UTF-16 offsets
 // differ from character offsets after the emoji) and a caption with no mentions.
 const CASES = [
@@ -46,8 +50,8 @@ function check(cond, what) {
 const near = (a, b) => Math.abs(a - b) <= TOL;
 
 // The native report: the `fisao` CLI on the same model, image, caption, template and baselines.
-function nativeReport(text, template, model = p(MODEL), baseline = null) {
-  const args = ['score', '--json', '--model', model, '--image', p(IMAGE), '--text', text, '--template', template];
+function nativeReport(text, template, model = p(MODEL), baseline = null, image = p(IMAGE)) {
+  const args = ['score', '--json', '--model', model, '--image', image, '--text', text, '--template', template];
   if (baseline) args.push('--baseline', baseline);
   return JSON.parse(execFileSync(FISAO, args, { encoding: 'utf8' }));
 }
@@ -297,6 +301,17 @@ async function testBackend(browser, backend, tmp) {
   } else {
     console.log(`  ${backend}: the model has no hash here, so baselines of another model cannot be refused (not checked)`);
   }
+
+  // The verifier `cargo xtask demo` writes loads from picked files and scores
+  // an image of its world as `fisao score` does.
+  const demoFiles = ['config.json', 'tokenizer.json', 'model.safetensors'].map((f) => p(`${DEMO_VERIFIER}/${f}`));
+  await page.fill('#template', '{}');
+  await rescored(page, () => page.setInputFiles('#model-files', demoFiles), 'loading the demo verifier');
+  await rescored(page, () => page.setInputFiles('#image-file', p(DEMO_IMAGE)), 'embedding a world image');
+  const demoCase = { text: 'a fork and two knives next to a dog, and a cup.', template: '{}' };
+  const demo = await scoreCase(page, demoCase);
+  check(demo.mentions.length === 4, `demo verifier: ${demo.mentions.length} mentions, want 4`);
+  compareWithNative(demo, nativeReport(demoCase.text, '{}', p(DEMO_VERIFIER), null, p(DEMO_IMAGE)), `${backend} demo verifier`);
 
   const timings = await page.evaluate(() => window.fisao.timings);
   console.log(`  ${backend}: ready (model loaded) ${readyMs} ms after navigation; image ${timings.image_ms?.toFixed(1)} ms; score ${timings.score_ms?.toFixed(1)} ms`);
