@@ -13,9 +13,7 @@ use reward_core::clip::image::{ImageLimits, decode_image, preprocess};
 use reward_core::clip::score::{ScoreKind, Scorer, Template};
 use reward_core::labels::{self, DEFAULT_BASELINE_NAME};
 use reward_core::mentions::{Matcher, Mention};
-use reward_core::reward::{
-    Grounding, Response, RewardBounds, RewardConfig, ScoredMention, TokenRewarder,
-};
+use reward_core::reward::{Response, RewardBounds, RewardConfig, ScoredMention, TokenRewarder};
 use reward_core::vocab::{Expansion, Vocabulary};
 use serde::Serialize;
 
