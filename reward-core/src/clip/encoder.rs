@@ -3,7 +3,9 @@
 //! Mirrors `CLIPEncoderLayer`, `CLIPMLP` and `CLIPEncoder` in
 //! `transformers/models/clip/modeling_clip.py`:
 //! `x = x + self_attn(layer_norm1(x)); x = x + mlp(layer_norm2(x))`,
-//! `mlp = fc2(act(fc1(x)))`. Residual adds are fused into the GEMMs.
+//! `mlp = fc2(act(fc1(x)))`. Residual adds are fused into the GEMMs, the
+//! `fc1` bias and activation into one pass, and the activation buffers are
+//! reused across layers.
 
 use alloc::vec::Vec;
 use core::ops::Range;
@@ -11,7 +13,7 @@ use core::ops::Range;
 use super::attention::Attention;
 use super::config::Activation;
 use super::error::ClipError;
-use super::ops::{LayerNorm, Linear, activate};
+use super::ops::{LayerNorm, Linear};
 use super::weights::VarBuilder;
 
 /// The shape of one tower's encoder.
@@ -40,12 +42,22 @@ impl Mlp {
         })
     }
 
-    /// `residual += fc2(act(fc1(x)))`.
-    fn forward_add(&self, x: &[f32], rows: usize, residual: &mut [f32]) {
-        let mut h = self.fc1.forward(x, rows);
-        activate(&mut h, self.fc1.out_dim(), self.act);
-        self.fc2.forward_add(&h, rows, residual);
+    /// `residual += fc2(act(fc1(x)))`, with `h` the reused `fc1` output buffer.
+    fn forward_add(&self, x: &[f32], rows: usize, residual: &mut [f32], h: &mut Vec<f32>) {
+        self.fc1.forward_into(x, rows, h, Some(self.act));
+        self.fc2.forward_add(h, rows, residual);
     }
+}
+
+/// The activation buffers of one forward pass, reused by every layer: the
+/// big intermediates are allocated (and page-faulted) once per call rather
+/// than once per layer and op.
+#[derive(Default)]
+struct Scratch {
+    normed: Vec<f32>,
+    qkv: Vec<f32>,
+    ctx: Vec<f32>,
+    mlp: Vec<f32>,
 }
 
 /// `encoder.layers.{i}`.
@@ -66,12 +78,14 @@ impl EncoderLayer {
         })
     }
 
-    fn forward(&self, x: &mut [f32], seqs: &[Range<usize>], causal: bool) {
+    fn forward(&self, x: &mut [f32], seqs: &[Range<usize>], causal: bool, buf: &mut Scratch) {
         let rows = seqs.last().map_or(0, |s| s.end);
-        let normed = self.layer_norm1.forward(x);
-        self.self_attn.forward_add(&normed, seqs, causal, x);
-        let normed = self.layer_norm2.forward(x);
-        self.mlp.forward_add(&normed, rows, x);
+        self.layer_norm1.forward_into(x, &mut buf.normed);
+        let (qkv, ctx) = (&mut buf.qkv, &mut buf.ctx);
+        self.self_attn
+            .forward_add(&buf.normed, seqs, causal, x, qkv, ctx);
+        self.layer_norm2.forward_into(x, &mut buf.normed);
+        self.mlp.forward_add(&buf.normed, rows, x, &mut buf.mlp);
     }
 }
 
@@ -93,8 +107,9 @@ impl Encoder {
     /// Runs every layer in place on `x` (`[rows, hidden]`), where `seqs`
     /// are the consecutive row ranges of independent sequences.
     pub(crate) fn forward(&self, x: &mut [f32], seqs: &[Range<usize>], causal: bool) {
+        let mut buf = Scratch::default();
         for layer in &self.layers {
-            layer.forward(x, seqs, causal);
+            layer.forward(x, seqs, causal, &mut buf);
         }
     }
 }

@@ -76,6 +76,43 @@ pub(crate) fn matmul(
     scale: f32,
     threaded: bool,
 ) {
+    let (m, n) = (lhs.rows, rhs.cols);
+    // Internal invariant: violated only by a bug in this module's callers.
+    assert!(
+        m == 0 || n == 0 || (m - 1) * dst_rs + n <= dst.len(),
+        "matmul: dst too small"
+    );
+    // SAFETY: `dst` is valid for the checked extent and, borrowed mutably,
+    // aliases neither operand.
+    unsafe {
+        matmul_raw(
+            dst.as_mut_ptr(),
+            dst_rs,
+            accumulate,
+            lhs,
+            rhs,
+            scale,
+            threaded,
+        )
+    }
+}
+
+/// [`matmul`] into a raw destination, for tasks that each write their own
+/// block of one shared buffer (attention heads into the context rows).
+///
+/// # Safety
+/// `dst` must be valid for reads and writes of the `m x n` block (row
+/// stride `dst_rs`), alias neither operand, and no other thread may access
+/// that block during the call.
+pub(crate) unsafe fn matmul_raw(
+    dst: *mut f32,
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: MatRef<'_>,
+    rhs: MatRef<'_>,
+    scale: f32,
+    threaded: bool,
+) {
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     // Internal invariants: violated only by a bug in this module's callers.
     assert_eq!(k, rhs.rows, "matmul: inner dimensions differ");
@@ -83,21 +120,17 @@ pub(crate) fn matmul(
         lhs.in_bounds() && rhs.in_bounds(),
         "matmul: operand view out of bounds"
     );
-    assert!(
-        m == 0 || n == 0 || (m - 1) * dst_rs + n <= dst.len(),
-        "matmul: dst too small"
-    );
     if m == 0 || n == 0 {
         return;
     }
-    // SAFETY: the asserts above keep every index of the three views inside
-    // their slices; `dst` is borrowed mutably, so it aliases neither operand.
+    // SAFETY: the asserts keep every operand index inside its slice; the
+    // destination block is the caller's contract.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             1,
             dst_rs as isize,
             accumulate,
@@ -184,36 +217,47 @@ impl Linear {
         }
     }
 
-    /// Output width.
-    pub(crate) fn out_dim(&self) -> usize {
-        self.out_dim
-    }
-
     /// `x[rows, in] @ W^T + b`.
     pub(crate) fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
-        let mut out = vec![0.0; rows * self.out_dim];
-        let accumulate = self.fill_bias(&mut out);
-        self.gemm_into(&mut out, x, rows, accumulate);
+        let mut out = Vec::new();
+        self.forward_into(x, rows, &mut out, None);
         out
+    }
+
+    /// `out = act(x @ W^T + b)`, reusing `out`'s allocation (resized to
+    /// `[rows, out]`). The GEMM overwrites `out`; bias and activation follow
+    /// in one threaded pass over the rows, so the output is written by the
+    /// GEMM and touched once more, never zero-filled or bias-filled serially.
+    pub(crate) fn forward_into(
+        &self,
+        x: &[f32],
+        rows: usize,
+        out: &mut Vec<f32>,
+        act: Option<Activation>,
+    ) {
+        out.resize(rows * self.out_dim, 0.0);
+        self.gemm_into(out, x, rows, false);
+        match (&self.bias, act) {
+            (None, None) => {}
+            (bias, act) => for_each_row(out, self.out_dim, |row| {
+                if let Some(bias) = bias {
+                    row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+                }
+                if let Some(act) = act {
+                    activate_row(row, act);
+                }
+            }),
+        }
     }
 
     /// `residual += x @ W^T + b`: the residual add fused into the GEMM.
     pub(crate) fn forward_add(&self, x: &[f32], rows: usize, residual: &mut [f32]) {
         if let Some(bias) = &self.bias {
-            for row in residual.chunks_exact_mut(self.out_dim) {
-                row.iter_mut().zip(bias).for_each(|(r, b)| *r += b);
-            }
+            for_each_row(residual, self.out_dim, |row| {
+                row.iter_mut().zip(bias).for_each(|(r, b)| *r += b)
+            });
         }
         self.gemm_into(residual, x, rows, true);
-    }
-
-    /// Writes the bias into every row of `out`; false when there is none.
-    fn fill_bias(&self, out: &mut [f32]) -> bool {
-        let Some(bias) = &self.bias else { return false };
-        for row in out.chunks_exact_mut(self.out_dim) {
-            row.copy_from_slice(bias);
-        }
-        true
     }
 
     fn gemm_into(&self, out: &mut [f32], x: &[f32], rows: usize, accumulate: bool) {
@@ -244,22 +288,60 @@ impl LayerNorm {
 
     /// Normalises each row of `x` into a new buffer.
     pub(crate) fn forward(&self, x: &[f32]) -> Vec<f32> {
-        let mut out = x.to_vec();
-        for_each_row(&mut out, self.weight.len(), |row| self.norm_row(row));
+        let mut out = Vec::new();
+        self.forward_into(x, &mut out);
         out
     }
 
-    /// Normalises one row in place; statistics in f64 are cheap here and
-    /// keep the parity with PyTorch's (f32, Welford) well inside 1e-6.
+    /// Normalises each row of `x` into `out` (resized to `x.len()`): one
+    /// read of `x` and one write of `out`, threaded over row chunks.
+    pub(crate) fn forward_into(&self, x: &[f32], out: &mut Vec<f32>) {
+        out.resize(x.len(), 0.0);
+        let width = self.weight.len();
+        for_each_row_pair(x, out, width, |src, dst| self.norm_row_into(src, dst));
+    }
+
+    /// Normalises one row in place.
     pub(crate) fn norm_row(&self, row: &mut [f32]) {
-        let n = row.len() as f64;
-        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / n;
-        let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-        let inv = 1.0 / (var + self.eps as f64).sqrt();
+        let (mean, inv) = self.stats(row);
         for ((v, w), b) in row.iter_mut().zip(&self.weight).zip(&self.bias) {
             *v = ((*v as f64 - mean) * inv) as f32 * w + b;
         }
     }
+
+    /// Normalises `src` into `dst` (same width).
+    fn norm_row_into(&self, src: &[f32], dst: &mut [f32]) {
+        let (mean, inv) = self.stats(src);
+        let params = self.weight.iter().zip(&self.bias);
+        for ((d, &v), (w, b)) in dst.iter_mut().zip(src).zip(params) {
+            *d = ((v as f64 - mean) * inv) as f32 * w + b;
+        }
+    }
+
+    /// Mean and `1 / sqrt(var + eps)` of a row. Statistics in f64 are cheap
+    /// here and keep the parity with PyTorch's (f32, Welford) well inside
+    /// 1e-6; the sums run in eight lanes so they vectorise.
+    fn stats(&self, row: &[f32]) -> (f64, f64) {
+        let n = row.len() as f64;
+        let mean = lane_sum(row, |v| v as f64) / n;
+        let var = lane_sum(row, |v| (v as f64 - mean) * (v as f64 - mean)) / n;
+        (mean, 1.0 / (var + self.eps as f64).sqrt())
+    }
+}
+
+/// `sum(f(v))` over `row` in f64, accumulated in eight independent lanes
+/// (no serial add chain, so the compiler vectorises it).
+#[inline(always)]
+fn lane_sum(row: &[f32], f: impl Fn(f32) -> f64) -> f64 {
+    let mut lanes = [0.0f64; 8];
+    let mut chunks = row.chunks_exact(8);
+    for c in &mut chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l += f(v);
+        }
+    }
+    let tail: f64 = chunks.remainder().iter().map(|&v| f(v)).sum();
+    lanes.iter().sum::<f64>() + tail
 }
 
 /// Softmax of each row of `x` over its first `valid` entries; the rest
@@ -304,22 +386,27 @@ fn softmax_kernel(live: &mut [f32]) {
     live.iter_mut().for_each(|v| *v *= inv);
 }
 
-/// Applies `act` to every element in place.
+/// Applies `act` to every element in place (the reference the GPU kernel
+/// tests compare with; the encoder fuses it into `Linear::forward_into`).
+#[cfg(all(test, feature = "gpu"))]
 pub(crate) fn activate(x: &mut [f32], width: usize, act: Activation) {
+    for_each_row(x, width, |row| activate_row(row, act));
+}
+
+/// Applies `act` to one row in place.
+fn activate_row(row: &mut [f32], act: Activation) {
     match act {
-        Activation::QuickGelu => {
-            for_each_row(x, width, |row| simd::dispatch(row, quick_gelu_kernel))
-        }
+        Activation::QuickGelu => simd::dispatch(row, quick_gelu_kernel),
         Activation::Gelu => {
             let f = |v: f32| 0.5 * v * (1.0 + erf(v / core::f32::consts::SQRT_2));
-            for_each_row(x, width, |row| row.iter_mut().for_each(|v| *v = f(*v)));
+            row.iter_mut().for_each(|v| *v = f(*v));
         }
         Activation::GeluTanh => {
             let f = |v: f32| {
                 let inner = 0.797_884_6 * (v + 0.044_715 * v * v * v);
                 0.5 * v * (1.0 + inner.tanh())
             };
-            for_each_row(x, width, |row| row.iter_mut().for_each(|v| *v = f(*v)));
+            row.iter_mut().for_each(|v| *v = f(*v));
         }
     }
 }
@@ -342,7 +429,8 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
     // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer in any SIMD width.
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.3, 88.7);
-    let n = (x * core::f32::consts::LOG2_E + ROUND) - ROUND;
+    let t = x * core::f32::consts::LOG2_E + ROUND;
+    let n = t - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = 1.987_569_1e-4_f32;
     let p = p * r + 1.398_199_9e-3;
@@ -351,7 +439,12 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 5.000_000_1e-1;
     let y = p * r * r + r + 1.0;
-    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // 2^n from the bits of `t`: its low mantissa bits hold n + 2^22 (the
+    // ulp of t is 1), so integer ops give the exponent field. Unlike
+    // `n as i32` (a saturating float-to-int cast, scalar code) this keeps
+    // the whole function in SIMD registers.
+    let biased = t.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127);
+    y * f32::from_bits(biased << 23)
 }
 
 /// Runtime CPU dispatch for the element-wise kernels: the same code compiled
@@ -413,4 +506,60 @@ where
     }
     #[cfg(not(feature = "parallel"))]
     x.chunks_exact_mut(width).for_each(f);
+}
+
+/// Runs `f(src_row, dst_row)` on each `width`-wide row pair of `src` and
+/// `dst` (same length), over rayon with `parallel`.
+pub(crate) fn for_each_row_pair<F>(src: &[f32], dst: &mut [f32], width: usize, f: F)
+where
+    F: Fn(&[f32], &mut [f32]) + Sync + Send,
+{
+    debug_assert_eq!(src.len(), dst.len());
+    #[cfg(feature = "parallel")]
+    {
+        use rayon::prelude::*;
+        let chunk = width * (16384 / width.max(1)).max(1);
+        dst.par_chunks_mut(chunk)
+            .zip(src.par_chunks(chunk))
+            .for_each(|(d, s)| {
+                d.chunks_exact_mut(width)
+                    .zip(s.chunks_exact(width))
+                    .for_each(|(d, s)| f(s, d))
+            });
+    }
+    #[cfg(not(feature = "parallel"))]
+    dst.chunks_exact_mut(width)
+        .zip(src.chunks_exact(width))
+        .for_each(|(d, s)| f(s, d));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The SIMD-friendly `exp` stays within its documented 1e-7 relative
+    /// error (plus half an f32 ulp of rounding) over the whole unclamped
+    /// range, and saturates at the clamp edges.
+    #[test]
+    fn exp_f32_matches_f64_exp() {
+        let mut worst = 0.0f64;
+        for i in 0..=200_000 {
+            let x = -87.0 + 175.0 * i as f32 / 200_000.0;
+            let (got, want) = (exp_f32(x) as f64, (x as f64).exp());
+            worst = worst.max((got - want).abs() / want);
+        }
+        assert!(worst < 1.6e-7, "worst relative error {worst:e}");
+        assert!(exp_f32(-1000.0) > 0.0 && exp_f32(-1000.0) < 1e-37);
+        assert_eq!(exp_f32(1000.0), f32::INFINITY);
+    }
+
+    /// Softmax rows sum to one, masked tails are zero.
+    #[test]
+    fn softmax_row_masks_and_normalises() {
+        let mut row: Vec<f32> = (0..37).map(|i| (i as f32 * 0.7).sin() * 9.0).collect();
+        softmax_row(&mut row, 30);
+        let sum: f32 = row[..30].iter().sum();
+        assert!((sum - 1.0).abs() < 1e-6, "sum {sum}");
+        assert!(row[30..].iter().all(|&v| v == 0.0));
+    }
 }
