@@ -140,6 +140,9 @@ pub struct GpuContext {
     profile: bool,
     /// The cooperative-matrix configuration the GEMMs use, if any.
     coop: Option<wgpu::CooperativeMatrixProperties>,
+    /// Why the cooperative GEMM was given up after the device opened with
+    /// it (its pipeline failed to compile); the tiled kernel runs instead.
+    coop_failed: Mutex<Option<String>>,
     pipelines: Mutex<BTreeMap<String, Kernel>>,
     /// The first uncaptured error or device-loss message, if any.
     fault: Arc<Mutex<Option<GpuError>>>,
@@ -219,6 +222,7 @@ impl GpuContext {
             timeout: options.timeout,
             profile: options.profile,
             coop,
+            coop_failed: Mutex::new(None),
             pipelines: Mutex::new(BTreeMap::new()),
             fault,
             cache: Mutex::default(),
@@ -239,18 +243,32 @@ impl GpuContext {
         self.precision
     }
 
-    /// The cooperative-matrix shape the GEMMs run on, if any.
+    /// The cooperative-matrix shape the GEMMs run on, if any (none once
+    /// its pipeline has failed to compile).
     pub(crate) fn coop(&self) -> Option<&wgpu::CooperativeMatrixProperties> {
-        self.coop.as_ref()
+        let failed = self.coop_failed.lock().map_or(true, |f| f.is_some());
+        self.coop.as_ref().filter(|_| !failed)
+    }
+
+    /// Gives up the cooperative GEMM for the rest of this context's life
+    /// (the tiled kernel takes over); `why` shows in [`Self::gemm_kernel`].
+    pub(crate) fn coop_failed(&self, why: String) {
+        if let Ok(mut f) = self.coop_failed.lock() {
+            f.get_or_insert(why);
+        }
     }
 
     /// Which GEMM kernel the tower's matmuls use on this device:
     /// `"coop-16x16x16-f16-f32"` (tensor cores, for GEMMs whose k is a
-    /// multiple of 32) or `"tiled-f32"` (the portable kernel).
-    pub fn gemm_kernel(&self) -> &'static str {
-        match self.coop {
-            Some(_) => "coop-16x16x16-f16-f32",
-            None => "tiled-f32",
+    /// multiple of 32), `"tiled-f32"` (the portable kernel), or
+    /// `"tiled-f32 (coop failed: <why>)"` when the device offered
+    /// cooperative matrices but their kernel did not compile.
+    pub fn gemm_kernel(&self) -> String {
+        let failed = self.coop_failed.lock().ok().and_then(|f| f.clone());
+        match (self.coop, failed) {
+            (Some(_), None) => "coop-16x16x16-f16-f32".into(),
+            (Some(_), Some(why)) => format!("tiled-f32 (coop failed: {why})"),
+            (None, _) => "tiled-f32".into(),
         }
     }
 
@@ -336,6 +354,10 @@ impl GpuContext {
             return Ok(p.clone());
         }
         let source = shader_source(body, self.precision, consts);
+        // Internal: a driver that refuses the compiled shader (the
+        // experimental cooperative-matrix kernel may meet one) is an error
+        // of this call, not an uncaptured fault that poisons later runs.
+        let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let descriptor = wgpu::ShaderModuleDescriptor {
             label: Some(name),
@@ -366,7 +388,8 @@ impl GpuContext {
                 compilation_options: Default::default(),
                 cache: None,
             });
-        if let Some(e) = scope.pop().await {
+        let validation = scope.pop().await;
+        if let Some(e) = internal.pop().await.or(validation) {
             return Err(GpuError::from_wgpu(e, &format!("compiling kernel {name}")));
         }
         self.count(|s| s.pipelines_compiled += 1);

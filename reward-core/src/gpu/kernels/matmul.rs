@@ -78,7 +78,11 @@ pub(crate) async fn matmul(
 ) -> Result<Dispatch, GpuError> {
     let params = params(g, bias.is_some())?;
     if super::matmul_coop::covers(ctx, g) {
-        return super::matmul_coop::matmul_coop(ctx, g, &params, a, w, bias, out).await;
+        // `None`: the cooperative pipeline did not compile; the context
+        // has recorded why and the tiled kernel runs from now on.
+        if let Some(d) = super::matmul_coop::matmul_coop(ctx, g, &params, a, w, bias, out).await? {
+            return Ok(d);
+        }
     }
     let consts = [("KT", KT)];
     let pipeline = ctx

@@ -11,6 +11,7 @@ use super::super::context::{Dispatch, GpuContext, Precision};
 use super::super::error::GpuError;
 use super::matmul::{Gemm, Params, check_groups};
 use super::u32_of;
+use alloc::string::ToString;
 
 /// Rows of `out` per workgroup (4 subgroups x 32 rows).
 const BM: u32 = 128;
@@ -29,7 +30,11 @@ pub(crate) fn covers(ctx: &GpuContext, g: &Gemm) -> bool {
     ctx.coop().is_some() && ctx.precision() == Precision::F16 && g.k > 0 && g.k % KT as usize == 0
 }
 
-/// Records the GEMM on the cooperative kernel (call only where [`covers`]).
+/// Records the GEMM on the cooperative kernel (call only where [`covers`]);
+/// `None` when its pipeline fails to compile: wgpu's cooperative matrices
+/// are experimental, so a driver or naga that rejects the kernel turns the
+/// path off for this context (named by `GpuContext::gemm_kernel`) rather
+/// than failing every forward pass.
 pub(super) async fn matmul_coop(
     ctx: &GpuContext,
     g: &Gemm,
@@ -38,11 +43,17 @@ pub(super) async fn matmul_coop(
     w: &wgpu::Buffer,
     bias: Option<&wgpu::Buffer>,
     out: &wgpu::Buffer,
-) -> Result<Dispatch, GpuError> {
+) -> Result<Option<Dispatch>, GpuError> {
     let consts = [("BM", BM), ("BN", BN), ("KT", KT)];
-    let pipeline = ctx
-        .pipeline("matmul_coop", include_str!("matmul_coop.wgsl"), &consts)
-        .await?;
+    let source = include_str!("matmul_coop.wgsl");
+    let pipeline = match ctx.pipeline("matmul_coop", source, &consts).await {
+        Ok(p) => p,
+        Err(e @ GpuError::DeviceLost(_)) => return Err(e),
+        Err(e) => {
+            ctx.coop_failed(e.to_string());
+            return Ok(None);
+        }
+    };
     let groups = [
         params.n.div_ceil(BN).max(1),
         params.m.div_ceil(BM).max(1),
@@ -53,7 +64,7 @@ pub(super) async fn matmul_coop(
     let bias = bias.unwrap_or(w);
     let mut d = Dispatch::new(pipeline, &[a, w, bias, out], params, groups);
     d.detail = Some(alloc::format!("{}x{}x{}", g.m, g.n, g.k));
-    Ok(d)
+    Ok(Some(d))
 }
 
 #[cfg(test)]
@@ -168,6 +179,9 @@ mod tests {
         }
         for (m, n, k) in [(1, 1, 32), (17, 33, 64), (130, 70, 96), (577, 128, 1024)] {
             check(Gemm::new(m, n, k), true);
+            // A kernel that failed to compile would have handed the GEMM to
+            // the tiled kernel and passed: that must fail here.
+            assert!(ctx.coop().is_some(), "{}", ctx.gemm_kernel());
         }
         let mut g = Gemm::new(200, 150, 4096);
         g.alpha = 0.125;
@@ -180,6 +194,7 @@ mod tests {
         g.w_shared = true;
         g.accumulate = true;
         check(g, true);
+        assert!(ctx.coop().is_some(), "{}", ctx.gemm_kernel());
         std::eprintln!("coop gemm parity PASSED on {}", ctx.adapter_info().name);
     }
 }
