@@ -8,6 +8,10 @@
 #   MODEL=lavapipe-1l bash benches/gpu_device.sh   # here: one ViT-sized layer (512 wide)
 #   PROFILE=1 bash benches/gpu_device.sh # also the per-kernel table (one submission per
 #                                        # kernel, so a separate, slower run) on stderr
+#   AB=1 bash benches/gpu_device.sh      # also a run with the tensor-core GEMM off
+#                                        # (FISAO_GPU_COOP=0: the portable tiled kernel)
+# The wgpu JSON line's "gemm" names the GEMM kernel that ran ("coop-16x16x16-f16-f32"
+# where the adapter has cooperative matrices, else "tiled-f32").
 # The wgpu JSON line has "per_call": submissions, dispatches, buffers, bind groups,
 # pipelines and readbacks of one warm call (expected: 1 submission and 1 readback
 # per chunk of 16 images, 0 of the rest).
@@ -33,6 +37,11 @@ if [ -f "$ICD" ] && [ -z "${VK_DRIVER_FILES:-}" ]; then export VK_DRIVER_FILES=$
 echo "date: $(date -u +%FT%TZ); model: $MODEL; batch: $BATCH; repeats: $REPEATS (best of)"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
 [ -f "$DIR/model.safetensors" ] || "$PY" benches/gpu_device.py write "$DIR" --model "$MODEL"
+if [ "${AB:-0}" = 1 ]; then
+  # First, so that the parity check below reads the default (coop) run's embeddings.
+  echo "A/B, GEMM forced to the tiled kernel:"
+  FISAO_GPU_COOP=0 timeout 300 "$BIN" "$DIR" "$BATCH" "$REPEATS" ${PRECISION:-} | tail -1
+fi
 rs=$(timeout 300 "$BIN" "$DIR" "$BATCH" "$REPEATS" ${PRECISION:-} | tail -1)
 echo "$rs"
 if [ "${PROFILE:-0}" = 1 ]; then
@@ -44,7 +53,7 @@ echo "$py"
 import json, sys
 rs, py = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 ratio = rs["images_per_s"] / py["images_per_s"]
-print(f"images/s  wgpu ({rs['adapter']}, {rs['precision']}) {rs['images_per_s']:.2f}  "
+print(f"images/s  wgpu ({rs['adapter']}, {rs['precision']}, gemm {rs.get('gemm')}) {rs['images_per_s']:.2f}  "
       f"pytorch ({py['device']}, {py['dtype']}) {py['images_per_s']:.2f}  ratio {ratio:.3f}x (goal >= 0.5x)")
 if "min_cosine_vs_wgpu" in py:
     print(f"parity: min cosine {py['min_cosine_vs_wgpu']}, max rel diff {py['max_rel_diff_vs_wgpu']}")

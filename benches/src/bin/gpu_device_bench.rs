@@ -9,7 +9,10 @@
 //! embeddings of the first two images to `<dir>/gpu_embeddings.f32`
 //! (little-endian f32) for the parity check. With `FISAO_GPU_PROFILE=1` it
 //! also times every kernel on its own (one submission each, so slower
-//! overall) and prints the per-kernel table to stderr.
+//! overall) and prints the per-kernel table to stderr. The JSON's "gemm"
+//! names the GEMM kernel that ran (`coop-...`: tensor cores through wgpu
+//! cooperative matrices; `tiled-f32`: the portable kernel);
+//! `FISAO_GPU_COOP=0` forces the portable one for A/B runs.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -44,9 +47,11 @@ fn main() -> Result<(), String> {
 
     let t0 = Instant::now();
     let profile = std::env::var_os("FISAO_GPU_PROFILE").is_some_and(|v| v != "0");
+    let coop = std::env::var_os("FISAO_GPU_COOP").is_none_or(|v| v != "0");
     let options = GpuOptions {
         precision,
         profile,
+        cooperative_matrix: coop,
         ..GpuOptions::default()
     };
     let ctx = GpuContext::new(&options).map_err(|e| format!("{e} (try --backend cpu)"))?;
@@ -83,10 +88,11 @@ fn main() -> Result<(), String> {
     std::fs::write(dir.join("gpu_embeddings.f32"), bytes).map_err(|e| e.to_string())?;
     let info = ctx.adapter_info();
     println!(
-        "{{\"side\": \"wgpu\", \"adapter\": {:?}, \"backend\": \"{:?}\", \"precision\": \"{:?}\", \"batch\": {batch}, \"load_s\": {load_s:.3}, \"warmup_s\": {warm_s:.3}, \"best_s\": {best:.4}, \"images_per_s\": {:.3}, \"per_call\": {per_call}, \"profile\": {profile}}}",
+        "{{\"side\": \"wgpu\", \"adapter\": {:?}, \"backend\": \"{:?}\", \"precision\": \"{:?}\", \"gemm\": {:?}, \"batch\": {batch}, \"load_s\": {load_s:.3}, \"warmup_s\": {warm_s:.3}, \"best_s\": {best:.4}, \"images_per_s\": {:.3}, \"per_call\": {per_call}, \"profile\": {profile}}}",
         info.name,
         info.backend,
         ctx.precision(),
+        ctx.gemm_kernel(),
         batch as f64 / best
     );
     Ok(())

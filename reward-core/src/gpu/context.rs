@@ -54,6 +54,10 @@ pub struct GpuOptions {
     /// and add its wall time to [`GpuContext::profile`]. Far slower than
     /// the normal one-submission path; for finding where time goes.
     pub profile: bool,
+    /// Run the f16 GEMMs on cooperative matrices (tensor cores) where the
+    /// adapter offers them (see [`GpuContext::gemm_kernel`]); `false`
+    /// keeps the portable tiled kernel everywhere (for A/B comparisons).
+    pub cooperative_matrix: bool,
 }
 
 impl Default for GpuOptions {
@@ -63,6 +67,7 @@ impl Default for GpuOptions {
             timeout: core::time::Duration::from_secs(120),
             force_fallback_adapter: false,
             profile: false,
+            cooperative_matrix: true,
         }
     }
 }
@@ -133,6 +138,11 @@ pub struct GpuContext {
     precision: Precision,
     timeout: core::time::Duration,
     profile: bool,
+    /// The cooperative-matrix configuration the GEMMs use, if any.
+    coop: Option<wgpu::CooperativeMatrixProperties>,
+    /// Why the cooperative GEMM was given up after the device opened with
+    /// it (its pipeline failed to compile); the tiled kernel runs instead.
+    coop_failed: Mutex<Option<String>>,
     pipelines: Mutex<BTreeMap<String, Kernel>>,
     /// The first uncaptured error or device-loss message, if any.
     fault: Arc<Mutex<Option<GpuError>>>,
@@ -170,15 +180,34 @@ impl GpuContext {
             None if has_f16 => Precision::F16,
             None => Precision::F32,
         };
-        let features = match precision {
+        let mut features = match precision {
             Precision::F16 => wgpu::Features::SHADER_F16,
             Precision::F32 => wgpu::Features::empty(),
         };
+        let mut limits = wgpu::Limits::default();
+        let mut experimental = wgpu::ExperimentalFeatures::disabled();
+        let coop = match options.cooperative_matrix && precision == Precision::F16 {
+            true => coop_config(&adapter),
+            false => None,
+        };
+        if coop.is_some() {
+            // Only the tensor-core path asks for more than the WebGPU
+            // defaults; every other device opens exactly as before.
+            features |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SUBGROUP;
+            limits.max_compute_workgroup_storage_size = super::kernels::matmul_coop::SHARED_BYTES;
+            // SAFETY: wgpu marks cooperative matrices experimental (its
+            // implementation may still have bugs). The one kernel using
+            // them keeps every load and store inside its workgroup arrays
+            // (tile offsets below BM/BN x LDS) and storage reads bounds
+            // checked, and `tests` compare it with the CPU reference.
+            experimental = unsafe { wgpu::ExperimentalFeatures::enabled() };
+        }
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("fisao clip"),
                 required_features: features,
-                required_limits: wgpu::Limits::default(),
+                required_limits: limits,
+                experimental_features: experimental,
                 ..Default::default()
             })
             .await
@@ -192,6 +221,8 @@ impl GpuContext {
             precision,
             timeout: options.timeout,
             profile: options.profile,
+            coop,
+            coop_failed: Mutex::new(None),
             pipelines: Mutex::new(BTreeMap::new()),
             fault,
             cache: Mutex::default(),
@@ -210,6 +241,35 @@ impl GpuContext {
     /// The element type used on this device.
     pub fn precision(&self) -> Precision {
         self.precision
+    }
+
+    /// The cooperative-matrix shape the GEMMs run on, if any (none once
+    /// its pipeline has failed to compile).
+    pub(crate) fn coop(&self) -> Option<&wgpu::CooperativeMatrixProperties> {
+        let failed = self.coop_failed.lock().map_or(true, |f| f.is_some());
+        self.coop.as_ref().filter(|_| !failed)
+    }
+
+    /// Gives up the cooperative GEMM for the rest of this context's life
+    /// (the tiled kernel takes over); `why` shows in [`Self::gemm_kernel`].
+    pub(crate) fn coop_failed(&self, why: String) {
+        if let Ok(mut f) = self.coop_failed.lock() {
+            f.get_or_insert(why);
+        }
+    }
+
+    /// Which GEMM kernel the tower's matmuls use on this device:
+    /// `"coop-16x16x16-f16-f32"` (tensor cores, for GEMMs whose k is a
+    /// multiple of 32), `"tiled-f32"` (the portable kernel), or
+    /// `"tiled-f32 (coop failed: <why>)"` when the device offered
+    /// cooperative matrices but their kernel did not compile.
+    pub fn gemm_kernel(&self) -> String {
+        let failed = self.coop_failed.lock().ok().and_then(|f| f.clone());
+        match (self.coop, failed) {
+            (Some(_), None) => "coop-16x16x16-f16-f32".into(),
+            (Some(_), Some(why)) => format!("tiled-f32 (coop failed: {why})"),
+            (None, _) => "tiled-f32".into(),
+        }
     }
 
     /// The adapter: name, backend, device type (lavapipe reports `Cpu`).
@@ -294,6 +354,10 @@ impl GpuContext {
             return Ok(p.clone());
         }
         let source = shader_source(body, self.precision, consts);
+        // Internal: a driver that refuses the compiled shader (the
+        // experimental cooperative-matrix kernel may meet one) is an error
+        // of this call, not an uncaptured fault that poisons later runs.
+        let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let descriptor = wgpu::ShaderModuleDescriptor {
             label: Some(name),
@@ -324,7 +388,8 @@ impl GpuContext {
                 compilation_options: Default::default(),
                 cache: None,
             });
-        if let Some(e) = scope.pop().await {
+        let validation = scope.pop().await;
+        if let Some(e) = internal.pop().await.or(validation) {
             return Err(GpuError::from_wgpu(e, &format!("compiling kernel {name}")));
         }
         self.count(|s| s.pipelines_compiled += 1);
@@ -708,9 +773,43 @@ impl Dispatch {
     }
 }
 
-/// Prepends the precision alias (`T`) and the Rust-side constants.
-fn shader_source(body: &str, precision: Precision, consts: &[(&str, u32)]) -> String {
+/// The configuration the cooperative GEMM needs, if `adapter` has it:
+/// 16 x 16 x 16 tiles of f16 with f32 accumulation, subgroups of exactly
+/// 32 (the kernel splits 256 invocations into 8 subgroups), and room for
+/// its workgroup tiles.
+fn coop_config(adapter: &wgpu::Adapter) -> Option<wgpu::CooperativeMatrixProperties> {
+    let needed = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
+        | wgpu::Features::SUBGROUP
+        | wgpu::Features::SHADER_F16;
+    let info = adapter.get_info();
+    let fits = adapter.features().contains(needed)
+        && info.subgroup_min_size == 32
+        && info.subgroup_max_size == 32
+        && adapter.limits().max_compute_workgroup_storage_size
+            >= super::kernels::matmul_coop::SHARED_BYTES;
+    if !fits {
+        return None;
+    }
+    adapter
+        .cooperative_matrix_properties()
+        .into_iter()
+        .find(|p| {
+            (p.m_size, p.n_size, p.k_size) == (16, 16, 16)
+                && p.ab_type == wgpu::CooperativeScalarType::F16
+                && p.cr_type == wgpu::CooperativeScalarType::F32
+        })
+}
+
+/// Prepends the precision alias (`T`) and the Rust-side constants; a
+/// kernel's own `enable` lines move first, where WGSL requires them.
+pub(crate) fn shader_source(body: &str, precision: Precision, consts: &[(&str, u32)]) -> String {
     let mut s = String::new();
+    let mut body = body;
+    while body.starts_with("enable ") {
+        let end = body.find('\n').map_or(body.len(), |i| i + 1);
+        s.push_str(&body[..end]);
+        body = &body[end..];
+    }
     match precision {
         Precision::F16 => s.push_str("enable f16;\nalias T = f16;\n"),
         Precision::F32 => s.push_str("alias T = f32;\n"),

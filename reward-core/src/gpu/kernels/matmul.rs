@@ -16,11 +16,12 @@ const PER: u32 = 4;
 /// The k step held in workgroup memory (2 x 16 x 65 f32: 8.3 KiB).
 const KT: u32 = 16;
 
+/// The uniform both GEMM kernels read (`matmul.wgsl`, `matmul_coop.wgsl`).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    m: u32,
-    n: u32,
+pub(super) struct Params {
+    pub m: u32,
+    pub n: u32,
     k: u32,
     flags: u32,
     alpha: f32,
@@ -64,7 +65,9 @@ impl Gemm {
     }
 }
 
-/// Records the GEMM; `bias` (`[n]`) is optional.
+/// Records the GEMM; `bias` (`[n]`) is optional. Runs on tensor cores
+/// (`matmul_coop`) where the device and the shape allow, else on the
+/// portable tiled kernel.
 pub(crate) async fn matmul(
     ctx: &GpuContext,
     g: &Gemm,
@@ -73,15 +76,39 @@ pub(crate) async fn matmul(
     bias: Option<&wgpu::Buffer>,
     out: &wgpu::Buffer,
 ) -> Result<Dispatch, GpuError> {
+    let params = params(g, bias.is_some())?;
+    if super::matmul_coop::covers(ctx, g) {
+        // `None`: the cooperative pipeline did not compile; the context
+        // has recorded why and the tiled kernel runs from now on.
+        if let Some(d) = super::matmul_coop::matmul_coop(ctx, g, &params, a, w, bias, out).await? {
+            return Ok(d);
+        }
+    }
     let consts = [("KT", KT)];
     let pipeline = ctx
         .pipeline("matmul", include_str!("matmul.wgsl"), &consts)
         .await?;
-    let params = Params {
+    let tile = SIDE * PER;
+    let groups = [
+        params.n.div_ceil(tile).max(1),
+        params.m.div_ceil(tile).max(1),
+        u32_of(g.batch.max(1), "gemm batch")?,
+    ];
+    check_groups(g, groups)?;
+    // An unused bias binding still needs a buffer; `w` is never written here.
+    let bias = bias.unwrap_or(w);
+    let mut d = Dispatch::new(pipeline, &[a, w, bias, out], &params, groups);
+    d.detail = Some(alloc::format!("{}x{}x{}", g.m, g.n, g.k));
+    Ok(d)
+}
+
+/// The kernels' uniform for `g`, sizes checked to fit u32.
+fn params(g: &Gemm, has_bias: bool) -> Result<Params, GpuError> {
+    Ok(Params {
         m: u32_of(g.m, "gemm m")?,
         n: u32_of(g.n, "gemm n")?,
         k: u32_of(g.k, "gemm k")?,
-        flags: u32::from(bias.is_some()) | (u32::from(g.accumulate) << 1),
+        flags: u32::from(has_bias) | (u32::from(g.accumulate) << 1),
         alpha: g.alpha,
         a_batch: u32_of(g.m * g.k, "gemm a stride")?,
         w_batch: if g.w_shared {
@@ -90,13 +117,11 @@ pub(crate) async fn matmul(
             u32_of(g.n * g.k, "gemm w stride")?
         },
         o_batch: u32_of(g.m * g.n, "gemm out stride")?,
-    };
-    let tile = SIDE * PER;
-    let groups = [
-        params.n.div_ceil(tile).max(1),
-        params.m.div_ceil(tile).max(1),
-        u32_of(g.batch.max(1), "gemm batch")?,
-    ];
+    })
+}
+
+/// An input error when a grid exceeds the per-dimension workgroup limit.
+pub(super) fn check_groups(g: &Gemm, groups: [u32; 3]) -> Result<(), GpuError> {
     if groups.iter().any(|&c| c > super::MAX_GROUPS) {
         return Err(GpuError::Input(alloc::format!(
             "gemm {}x{}x{} (batch {}) needs {groups:?} workgroups, above 65535 per dimension",
@@ -106,15 +131,11 @@ pub(crate) async fn matmul(
             g.batch
         )));
     }
-    // An unused bias binding still needs a buffer; `w` is never written here.
-    let bias = bias.unwrap_or(w);
-    let mut d = Dispatch::new(pipeline, &[a, w, bias, out], &params, groups);
-    d.detail = Some(alloc::format!("{}x{}x{}", g.m, g.n, g.k));
-    Ok(d)
+    Ok(())
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::super::testing::{assert_close, data, precisions, run, tolerance, upload};
     use super::*;
     use crate::clip::ops::{MatRef, matmul as cpu_matmul};
@@ -140,7 +161,9 @@ mod tests {
         out
     }
 
-    fn check(g: Gemm, with_bias: bool) {
+    /// Runs `g` at every precision the adapter has and compares with
+    /// the CPU reference (also used by `matmul_coop`'s parity test).
+    pub(crate) fn check(g: Gemm, with_bias: bool) {
         for (ctx, precision) in precisions() {
             let wn = if g.w_shared { 1 } else { g.batch };
             let a = data(g.batch * g.m * g.k, 1);

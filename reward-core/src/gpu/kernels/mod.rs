@@ -9,6 +9,7 @@ pub mod attention;
 pub mod gelu;
 pub mod layernorm;
 pub mod matmul;
+pub mod matmul_coop;
 pub mod patch_embed;
 pub mod scoring;
 
