@@ -48,6 +48,13 @@ struct Args {
     /// (default: all three; the report's claims need all three).
     #[arg(long, value_delimiter = ',')]
     variants: Option<Vec<String>>,
+    /// Passes of verifier training over the training split (enters the
+    /// verifier's fingerprint, so the verifier and everything after it is retrained).
+    #[arg(long)]
+    verifier_epochs: Option<u64>,
+    /// Passes of SFT over the training split.
+    #[arg(long)]
+    sft_epochs: Option<usize>,
     /// Re-measure the caption files `DIR/captions/*.jsonl` of an earlier run
     /// of this world against its ground truth (pair-partner rates included)
     /// and exit; no model is loaded.
@@ -55,8 +62,8 @@ struct Args {
     remeasure: Option<PathBuf>,
 }
 
-/// Applies the command line's PPO overrides; they enter the PPO stage's
-/// fingerprint and the report's settings through the spec.
+/// Applies the command line's overrides; they enter the stage fingerprints
+/// (a stage and every stage after it) and the report's settings through the spec.
 fn apply_overrides(spec: &mut DemoSpec, args: &Args, world: &World) -> Result<()> {
     if let Some(n) = args.ppo_batches {
         let max = DemoSpec::max_ppo_batches(world, spec.ppo.batch_size);
@@ -85,6 +92,18 @@ fn apply_overrides(spec: &mut DemoSpec, args: &Args, world: &World) -> Result<()
             bail!("--eval-every 0: expected at least 1");
         }
         spec.ppo.eval_every = e;
+    }
+    if let Some(e) = args.verifier_epochs {
+        if e == 0 {
+            bail!("--verifier-epochs 0: expected at least 1");
+        }
+        spec.verifier.epochs = e;
+    }
+    if let Some(e) = args.sft_epochs {
+        if e == 0 {
+            bail!("--sft-epochs 0: expected at least 1");
+        }
+        spec.sft.epochs = e;
     }
     if let Some(names) = &args.variants {
         spec.variants = names
