@@ -10,7 +10,7 @@ use clap::Parser;
 use gpu_train::demo::pipeline::{ALL_VARIANTS, DemoSpec, run};
 use gpu_train::demo::report;
 use gpu_train::world::World;
-use reward_core::reward::RewardMode;
+use reward_core::reward::{Repeats, RewardMode};
 
 /// FiSAO end to end on the synthetic world.
 #[derive(Parser, Debug)]
@@ -48,6 +48,10 @@ struct Args {
     /// (default: all three; the report's claims need all three).
     #[arg(long, value_delimiter = ',')]
     variants: Option<Vec<String>>,
+    /// Repeated-mentions rule of the token reward: penalise, first or all
+    /// (method.md section 6).
+    #[arg(long)]
+    repeats: Option<String>,
     /// Passes of verifier training over the training split (enters the
     /// verifier's fingerprint, so the verifier and everything after it is retrained).
     #[arg(long)]
@@ -92,6 +96,14 @@ fn apply_overrides(spec: &mut DemoSpec, args: &Args, world: &World) -> Result<()
             bail!("--eval-every 0: expected at least 1");
         }
         spec.ppo.eval_every = e;
+    }
+    if let Some(r) = &args.repeats {
+        spec.ppo.repeats = match r.as_str() {
+            "penalise" => Repeats::Penalise,
+            "first" => Repeats::First,
+            "all" => Repeats::All,
+            other => bail!("--repeats {other:?}: expected penalise, first or all"),
+        };
     }
     if let Some(e) = args.verifier_epochs {
         if e == 0 {

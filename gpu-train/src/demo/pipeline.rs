@@ -14,7 +14,7 @@ use anyhow::{Context, Result, anyhow};
 use indicatif::{ProgressBar, ProgressStyle};
 use reward_core::baseline::{ScoreLevel, VerifierInfo};
 use reward_core::clip::cache::sha256_digest;
-use reward_core::reward::RewardMode;
+use reward_core::reward::{Repeats, RewardMode};
 use reward_core::{Baselines, ScoreKind};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -72,6 +72,7 @@ impl DemoSpec {
             temperature: 1.0,
             max_new_tokens: 24,
             seed,
+            repeats: Repeats::Penalise,
         };
         Self::bounded(
             world,
@@ -103,6 +104,7 @@ impl DemoSpec {
             temperature: 1.0,
             max_new_tokens: 12,
             seed,
+            repeats: Repeats::Penalise,
         };
         Self::bounded(
             world,

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
-use reward_core::reward::RewardMode;
+use reward_core::reward::{Repeats, RewardMode};
 use reward_core::{Baselines, RewardConfig, TokenRewarder};
 use serde::Serialize;
 use tch::Tensor;
@@ -52,6 +52,8 @@ pub struct PpoSpec {
     pub max_new_tokens: i64,
     /// Seed of the trainer.
     pub seed: u64,
+    /// The repeated-mentions rule of the token reward (method.md section 6).
+    pub repeats: Repeats,
 }
 
 /// What a variant's training did.
@@ -112,6 +114,7 @@ pub fn reward_config(
         margin: gap(object)?,
         sentence_margin: gap(sentence)?,
         beta: spec.beta,
+        repeats: spec.repeats,
         ..RewardConfig::default()
     })
 }
