@@ -52,6 +52,10 @@ struct Args {
     /// (method.md section 6).
     #[arg(long)]
     repeats: Option<String>,
+    /// eq. 8's s_min / s_max at K standard deviations beyond the class means
+    /// of the baselines instead of the observed extremes.
+    #[arg(long, value_name = "K")]
+    score_range_sd: Option<f64>,
     /// Passes of verifier training over the training split (enters the
     /// verifier's fingerprint, so the verifier and everything after it is retrained).
     #[arg(long)]
@@ -104,6 +108,12 @@ fn apply_overrides(spec: &mut DemoSpec, args: &Args, world: &World) -> Result<()
             "all" => Repeats::All,
             other => bail!("--repeats {other:?}: expected penalise, first or all"),
         };
+    }
+    if let Some(k) = args.score_range_sd {
+        if !(k.is_finite() && k > 0.0) {
+            bail!("--score-range-sd {k}: expected a positive number of standard deviations");
+        }
+        spec.ppo.score_range_sd = Some(k);
     }
     if let Some(e) = args.verifier_epochs {
         if e == 0 {

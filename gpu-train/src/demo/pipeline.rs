@@ -73,6 +73,7 @@ impl DemoSpec {
             max_new_tokens: 24,
             seed,
             repeats: Repeats::Penalise,
+            score_range_sd: None,
         };
         Self::bounded(
             world,
@@ -105,6 +106,7 @@ impl DemoSpec {
             max_new_tokens: 12,
             seed,
             repeats: Repeats::Penalise,
+            score_range_sd: None,
         };
         Self::bounded(
             world,
