@@ -33,6 +33,31 @@ fn check_model_metrics(name: &str, m: &Value) {
     assert!(opc >= 0.0, "{name}: objects per caption {opc}");
     assert!(m["mean_score"].as_f64().unwrap().is_finite());
     assert!(m["se"]["chair_i"].as_f64().unwrap() >= 0.0);
+    // The planted bias, measured directly: rates in [0, 1] with standard
+    // errors, counted over the cases the tiny world's pair provides.
+    let pb = &m["pair_bias"];
+    for key in [
+        "partner_hallucination",
+        "partner_recall",
+        "uncued_hallucination",
+    ] {
+        let v = pb[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{name}.pair_bias.{key} missing"));
+        assert!((0.0..=1.0).contains(&v), "{name}.pair_bias.{key} = {v}");
+        assert!(pb["se"][key].as_f64().unwrap() >= 0.0);
+    }
+    let cases: u64 = pb["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_u64().unwrap())
+        .sum();
+    let images = m["images"].as_u64().unwrap();
+    assert!(
+        cases > 0,
+        "{name}: no paired-class cases in {images} images"
+    );
 }
 
 #[test]

@@ -5,11 +5,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Result, anyhow, bail};
 use clap::Parser;
-use gpu_train::demo::pipeline::{DemoSpec, run};
+use gpu_train::demo::pipeline::{ALL_VARIANTS, DemoSpec, run};
 use gpu_train::demo::report;
 use gpu_train::world::World;
+use reward_core::reward::{Repeats, RewardMode};
 
 /// FiSAO end to end on the synthetic world.
 #[derive(Parser, Debug)]
@@ -30,6 +31,121 @@ struct Args {
     /// Seconds-scale models and counts (a smoke run; numbers mean nothing).
     #[arg(long)]
     quick: bool,
+    /// Rollout batches per PPO variant (default: the world's setting in
+    /// `DemoSpec::for_world`; at most train images / batch size).
+    #[arg(long)]
+    ppo_batches: Option<u64>,
+    /// Peak learning rate of the PPO adapters.
+    #[arg(long)]
+    ppo_lr: Option<f64>,
+    /// KL coefficient beta of every variant.
+    #[arg(long)]
+    beta: Option<f64>,
+    /// Validation (checkpoint-selection) evaluation every this many batches.
+    #[arg(long)]
+    eval_every: Option<u64>,
+    /// PPO variants to run, comma-separated from none, sentence, token
+    /// (default: all three; the report's claims need all three).
+    #[arg(long, value_delimiter = ',')]
+    variants: Option<Vec<String>>,
+    /// Repeated-mentions rule of the token reward: penalise, first or all
+    /// (method.md section 6).
+    #[arg(long)]
+    repeats: Option<String>,
+    /// eq. 8's s_min / s_max at K standard deviations beyond the class means
+    /// of the baselines instead of the observed extremes.
+    #[arg(long, value_name = "K")]
+    score_range_sd: Option<f64>,
+    /// Passes of verifier training over the training split (enters the
+    /// verifier's fingerprint, so the verifier and everything after it is retrained).
+    #[arg(long)]
+    verifier_epochs: Option<u64>,
+    /// Passes of SFT over the training split.
+    #[arg(long)]
+    sft_epochs: Option<usize>,
+    /// Re-measure the caption files `DIR/captions/*.jsonl` of an earlier run
+    /// of this world against its ground truth (pair-partner rates included)
+    /// and exit; no model is loaded.
+    #[arg(long, value_name = "DIR")]
+    remeasure: Option<PathBuf>,
+}
+
+/// Applies the command line's overrides; they enter the stage fingerprints
+/// (a stage and every stage after it) and the report's settings through the spec.
+fn apply_overrides(spec: &mut DemoSpec, args: &Args, world: &World) -> Result<()> {
+    if let Some(n) = args.ppo_batches {
+        let max = DemoSpec::max_ppo_batches(world, spec.ppo.batch_size);
+        if n == 0 || n > max {
+            bail!(
+                "--ppo-batches {n}: expected 1..={max} (the training split holds {max} batches of {} distinct images)",
+                spec.ppo.batch_size
+            );
+        }
+        spec.ppo.batches = n;
+    }
+    if let Some(lr) = args.ppo_lr {
+        if !(lr.is_finite() && lr > 0.0) {
+            bail!("--ppo-lr {lr}: expected a positive learning rate");
+        }
+        spec.ppo.learning_rate = lr;
+    }
+    if let Some(b) = args.beta {
+        if !(b.is_finite() && b >= 0.0) {
+            bail!("--beta {b}: expected a non-negative KL coefficient");
+        }
+        spec.ppo.beta = b;
+    }
+    if let Some(e) = args.eval_every {
+        if e == 0 {
+            bail!("--eval-every 0: expected at least 1");
+        }
+        spec.ppo.eval_every = e;
+    }
+    if let Some(r) = &args.repeats {
+        spec.ppo.repeats = match r.as_str() {
+            "penalise" => Repeats::Penalise,
+            "first" => Repeats::First,
+            "all" => Repeats::All,
+            other => bail!("--repeats {other:?}: expected penalise, first or all"),
+        };
+    }
+    if let Some(k) = args.score_range_sd {
+        if !(k.is_finite() && k > 0.0) {
+            bail!("--score-range-sd {k}: expected a positive number of standard deviations");
+        }
+        spec.ppo.score_range_sd = Some(k);
+    }
+    if let Some(e) = args.verifier_epochs {
+        if e == 0 {
+            bail!("--verifier-epochs 0: expected at least 1");
+        }
+        spec.verifier.epochs = e;
+    }
+    if let Some(e) = args.sft_epochs {
+        if e == 0 {
+            bail!("--sft-epochs 0: expected at least 1");
+        }
+        spec.sft.epochs = e;
+    }
+    if let Some(names) = &args.variants {
+        spec.variants = names
+            .iter()
+            .map(|n| match n.trim() {
+                "none" => Ok(RewardMode::KlOnly),
+                "sentence" => Ok(RewardMode::Sentence),
+                "token" => Ok(RewardMode::Token),
+                other => Err(anyhow!(
+                    "--variants: unknown variant {other:?} (expected none, sentence or token)"
+                )),
+            })
+            .collect::<Result<_>>()?;
+        // Report order, each once, whatever order the command line used.
+        spec.variants = ALL_VARIANTS
+            .into_iter()
+            .filter(|m| spec.variants.contains(m))
+            .collect();
+    }
+    Ok(())
 }
 
 fn main() -> Result<()> {
@@ -47,11 +163,19 @@ fn main() -> Result<()> {
     let threads = args.threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
-    let spec = if args.quick {
+    if let Some(dir) = &args.remeasure {
+        println!(
+            "{}",
+            gpu_train::demo::eval::remeasure_dir(&world, dir, threads)?
+        );
+        return Ok(());
+    }
+    let mut spec = if args.quick {
         DemoSpec::tiny(&world, args.seed)
     } else {
         DemoSpec::for_world(&world, args.seed, threads)
     };
+    apply_overrides(&mut spec, &args, &world)?;
     eprintln!(
         "world `{}` ({} classes), seed {}, {} threads -> {}",
         world.config().name,
@@ -62,6 +186,7 @@ fn main() -> Result<()> {
     );
     let results = run(&world, &spec, &args.out)?;
     println!("{}", report::table(&results));
+    println!("{}", report::pair_table(&results));
     for (claim, holds) in report::claims(&results) {
         println!(
             "[{}] {claim}",

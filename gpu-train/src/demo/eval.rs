@@ -3,18 +3,30 @@
 //! repeated mentions per caption, the mean verifier score of mentions, each
 //! with a standard error over images.
 //!
+//! The planted bias is also measured directly ([`PairRates`]): how often a
+//! caption names a paired class whose partner is drawn but which is not
+//! itself in the image, next to the same rate when it is present and when
+//! neither is.
+//!
 //! Counting follows CHAIR: an object is a canonical entity, counted once per
 //! caption however often it is named; a caption is hallucinated when it
 //! names at least one absent object. Repeats are reported separately, so a
 //! model that farms reward by repeating a grounded object shows up.
 
-use anyhow::Result;
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use reward_core::vocab::Expansion;
+use reward_core::{EntityId, Matcher, Vocabulary};
 use serde::Serialize;
 use tch::Tensor;
 
 use super::task::{Judged, WorldTask};
 use crate::llava::{LlavaModel, SamplingConfig, generate};
 use crate::trainer::rollout::decode_with_offsets;
+use crate::world::{Split, World};
 
 /// One generated caption, judged.
 #[derive(Clone, Debug)]
@@ -85,10 +97,29 @@ pub struct Metrics {
     pub duplicates_per_caption: Estimate,
     /// Mean verifier score of the kept mentions.
     pub mean_score: Estimate,
+    /// The planted pair bias, measured directly.
+    pub pairs: PairRates,
     /// Object-level F1 of precision (1 - CHAIR_i) and recall: the
     /// checkpoint-selection criterion, which punishes both hallucinating and
     /// naming nothing.
     pub f1: f64,
+}
+
+/// How often a paired class B is named, by what the image holds (every
+/// image contributes one case per paired class; ratios of sums over images,
+/// standard errors by the delta method).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct PairRates {
+    /// P(names B | B's partner A is drawn, B is not): the planted bias
+    /// (training captions do this in `bias_rate` of such cases).
+    pub partner_hallucination: Estimate,
+    /// P(names B | A and B are both drawn): how often a present partner is named.
+    pub partner_recall: Estimate,
+    /// P(names B | neither A nor B is drawn): hallucinating a paired class
+    /// without its cue, the rate the bias adds to.
+    pub uncued_hallucination: Estimate,
+    /// Cases behind each rate (partner absent, both present, neither).
+    pub cases: [usize; 3],
 }
 
 /// Per-caption counts behind [`Metrics`].
@@ -100,35 +131,62 @@ struct Counts {
     duplicates: f64,
 }
 
-/// Measures `captions`, keeping only the mentions `keep` accepts (all of them
-/// for a model; those at or above the band's lower edge for the verifier filter).
-pub fn measure(task: &WorldTask, captions: &[Caption], keep: &dyn Fn(&Judged) -> bool) -> Metrics {
-    let mut counts = Vec::with_capacity(captions.len());
-    let mut scores = Vec::new();
-    for c in captions {
-        let mut seen = std::collections::BTreeSet::new();
+/// One caption reduced to what the metrics need: its ground truth and the
+/// entities it names, in order (repeats included).
+struct Row<'a> {
+    truth: &'a BTreeSet<EntityId>,
+    named: BTreeSet<EntityId>,
+    counts: Counts,
+}
+
+impl<'a> Row<'a> {
+    fn new(truth: &'a BTreeSet<EntityId>, mentions: impl Iterator<Item = EntityId>) -> Self {
+        let mut named = BTreeSet::new();
         let mut k = Counts {
             named: 0.0,
             hallucinated: 0.0,
-            present: task.truth(c.index).len() as f64,
+            present: truth.len() as f64,
             found: 0.0,
             duplicates: 0.0,
         };
-        for j in c.mentions.iter().filter(|j| keep(j)) {
-            scores.push(j.score);
-            if !seen.insert(j.mention.entity) {
+        for e in mentions {
+            if !named.insert(e) {
                 k.duplicates += 1.0;
                 continue;
             }
             k.named += 1.0;
-            if j.correct {
+            if truth.contains(&e) {
                 k.found += 1.0;
             } else {
                 k.hallucinated += 1.0;
             }
         }
-        counts.push(k);
+        Row {
+            truth,
+            named,
+            counts: k,
+        }
     }
+}
+
+/// Measures `captions`, keeping only the mentions `keep` accepts (all of them
+/// for a model; those at or above the band's lower edge for the verifier filter).
+pub fn measure(task: &WorldTask, captions: &[Caption], keep: &dyn Fn(&Judged) -> bool) -> Metrics {
+    let mut rows = Vec::with_capacity(captions.len());
+    let mut scores = Vec::new();
+    for c in captions {
+        let kept: Vec<&Judged> = c.mentions.iter().filter(|j| keep(j)).collect();
+        scores.extend(kept.iter().map(|j| j.score));
+        rows.push(Row::new(
+            task.truth(c.index),
+            kept.iter().map(|j| j.mention.entity),
+        ));
+    }
+    summarise(&rows, &scores, task.partners())
+}
+
+fn summarise(rows: &[Row], scores: &[f64], partners: &[(EntityId, EntityId)]) -> Metrics {
+    let counts: Vec<&Counts> = rows.iter().map(|r| &r.counts).collect();
     let any_h: Vec<f64> = counts
         .iter()
         .map(|k| f64::from(u8::from(k.hallucinated > 0.0)))
@@ -142,14 +200,44 @@ pub fn measure(task: &WorldTask, captions: &[Caption], keep: &dyn Fn(&Judged) ->
         0.0
     };
     Metrics {
-        images: captions.len(),
+        images: rows.len(),
         chair_s: mean(&any_h),
         chair_i,
         recall,
         objects_per_caption: mean(&counts.iter().map(|k| k.named).collect::<Vec<_>>()),
         duplicates_per_caption: mean(&counts.iter().map(|k| k.duplicates).collect::<Vec<_>>()),
-        mean_score: mean(&scores),
+        mean_score: mean(scores),
+        pairs: pair_rates(rows, partners),
         f1,
+    }
+}
+
+/// [`PairRates`] of captions; `partners` lists `(B, A)` for every paired class B.
+fn pair_rates(rows: &[Row], partners: &[(EntityId, EntityId)]) -> PairRates {
+    // Per image: (named, cases) for partner absent, both present, neither.
+    let mut per_image = [const { Vec::new() }; 3];
+    for r in rows {
+        let mut acc = [(0.0, 0.0); 3];
+        for &(b, a) in partners {
+            let case = match (r.truth.contains(&a), r.truth.contains(&b)) {
+                (true, false) => 0,
+                (true, true) => 1,
+                (false, false) => 2,
+                (false, true) => continue,
+            };
+            acc[case].0 += f64::from(u8::from(r.named.contains(&b)));
+            acc[case].1 += 1.0;
+        }
+        for (list, x) in per_image.iter_mut().zip(acc) {
+            list.push(x);
+        }
+    }
+    let cases = |i: usize| per_image[i].iter().map(|x: &(f64, f64)| x.1).sum::<f64>() as usize;
+    PairRates {
+        partner_hallucination: ratio_of(&per_image[0]),
+        partner_recall: ratio_of(&per_image[1]),
+        uncued_hallucination: ratio_of(&per_image[2]),
+        cases: [cases(0), cases(1), cases(2)],
     }
 }
 
@@ -172,8 +260,13 @@ pub fn mean(xs: &[f64]) -> Estimate {
 
 /// A ratio of sums over images, sum(a) / sum(b), with its delta-method
 /// standard error (images are the independent units, not objects).
-fn ratio(counts: &[Counts], f: impl Fn(&Counts) -> (f64, f64)) -> Estimate {
-    let pairs: Vec<(f64, f64)> = counts.iter().map(f).collect();
+fn ratio(counts: &[&Counts], f: impl Fn(&Counts) -> (f64, f64)) -> Estimate {
+    let pairs: Vec<(f64, f64)> = counts.iter().map(|k| f(k)).collect();
+    ratio_of(&pairs)
+}
+
+/// [`ratio`] of per-image `(a, b)` pairs.
+fn ratio_of(pairs: &[(f64, f64)]) -> Estimate {
     let (sa, sb) = pairs
         .iter()
         .fold((0.0, 0.0), |(x, y), (a, b)| (x + a, y + b));
@@ -191,6 +284,94 @@ fn ratio(counts: &[Counts], f: impl Fn(&Counts) -> (f64, f64)) -> Estimate {
         value: r,
         se: (resid / n).sqrt() / mean_b,
     }
+}
+
+/// One line of a `captions/*.jsonl` file as the report writes it.
+#[derive(serde::Deserialize)]
+struct CaptionLine {
+    image: usize,
+    caption: String,
+}
+
+/// Re-measures the caption files of an earlier run (`dir/captions/*.jsonl`,
+/// greedy captions of the test split) against the world's ground truth with
+/// the reward's matcher: a Markdown table of CHAIR_i, recall and the pair
+/// rates per file. No model is needed; mention scores are not recomputed.
+pub fn remeasure_dir(world: &World, dir: &Path, threads: usize) -> Result<String> {
+    let cdir = dir.join("captions");
+    let mut files: Vec<_> = std::fs::read_dir(&cdir)
+        .with_context(|| format!("reading {}", cdir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    files.sort();
+    let mut parsed = Vec::new();
+    let mut n_images = 0;
+    for f in &files {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        let mut lines = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let l: CaptionLine = serde_json::from_str(line)
+                .with_context(|| format!("{}:{}: not a caption line", f.display(), i + 1))?;
+            n_images = n_images.max(l.image + 1);
+            lines.push(l);
+        }
+        parsed.push((f, lines));
+    }
+    if n_images > world.len(Split::Test) {
+        anyhow::bail!(
+            "{}: captions of {n_images} images, the world's test split has {}",
+            cdir.display(),
+            world.len(Split::Test)
+        );
+    }
+    let samples = world.generate(Split::Test, 0..n_images as u64, threads);
+    let truth: Vec<_> = samples
+        .iter()
+        .map(|s| super::task::truth(world, s))
+        .collect();
+    let partners = super::task::partners(world);
+    let matcher = Matcher::new(&Vocabulary::builtin(Expansion::Fisao));
+    let mut out = String::from(
+        "| captions | images | CHAIR_i | recall | repeats / caption | partner named, partner absent | partner named, both present | paired class named, neither present |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    for (f, lines) in parsed {
+        let rows: Vec<Row> = lines
+            .iter()
+            .map(|l| {
+                Row::new(
+                    &truth[l.image],
+                    matcher.find(&l.caption).into_iter().map(|m| m.entity),
+                )
+            })
+            .collect();
+        let m = summarise(&rows, &[], &partners);
+        let p = &m.pairs;
+        let name = f
+            .file_stem()
+            .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {} | {} | {} | {} ({}) | {} ({}) | {} ({}) |",
+            m.images,
+            cell(m.chair_i),
+            cell(m.recall),
+            cell(m.duplicates_per_caption),
+            cell(p.partner_hallucination),
+            p.cases[0],
+            cell(p.partner_recall),
+            p.cases[1],
+            cell(p.uncued_hallucination),
+            p.cases[2],
+        );
+    }
+    Ok(out)
+}
+
+fn cell(e: Estimate) -> String {
+    format!("{:.3} ± {:.3}", e.value, e.se)
 }
 
 /// Token-level and sentence-level scores of SFT mentions, split by
@@ -251,6 +432,34 @@ mod tests {
     }
 
     #[test]
+    fn pair_rates_count_each_case_once_per_image() {
+        let (fork, knife, cup) = (EntityId(1), EntityId(2), EntityId(3));
+        let partners = [(fork, knife), (knife, fork)];
+        let only_knife: BTreeSet<_> = [knife].into();
+        let both: BTreeSet<_> = [fork, knife].into();
+        let none: BTreeSet<_> = [cup].into();
+        let rows = [
+            // knife drawn, fork named: the planted bias.
+            Row::new(&only_knife, [knife, fork, fork].into_iter()),
+            // knife drawn, fork not named.
+            Row::new(&only_knife, [knife].into_iter()),
+            // both drawn, only fork named.
+            Row::new(&both, [fork].into_iter()),
+            // neither drawn, knife named.
+            Row::new(&none, [cup, knife].into_iter()),
+        ];
+        let p = pair_rates(&rows, &partners);
+        assert_eq!(p.cases, [2, 2, 2]);
+        assert!((p.partner_hallucination.value - 0.5).abs() < 1e-12);
+        assert!((p.partner_recall.value - 0.5).abs() < 1e-12);
+        assert!((p.uncued_hallucination.value - 0.5).abs() < 1e-12);
+        assert!(p.partner_hallucination.se > 0.0);
+        // The repeated fork counts once for the rates and once as a duplicate.
+        assert_eq!(rows[0].counts.duplicates, 1.0);
+        assert_eq!(rows[0].counts.hallucinated, 1.0);
+    }
+
+    #[test]
     fn ratio_of_sums_with_delta_se() {
         let c = |a, b| Counts {
             named: b,
@@ -260,7 +469,8 @@ mod tests {
             duplicates: 0.0,
         };
         let counts = [c(1.0, 2.0), c(0.0, 2.0), c(1.0, 4.0)];
-        let e = ratio(&counts, |k| (k.hallucinated, k.named));
+        let refs: Vec<&Counts> = counts.iter().collect();
+        let e = ratio(&refs, |k| (k.hallucinated, k.named));
         assert!((e.value - 0.25).abs() < 1e-12);
         // residuals a - r b: 0.5, -0.5, 0 -> var 0.25, mean b 8/3
         let want = (0.25f64 / 3.0).sqrt() / (8.0 / 3.0);

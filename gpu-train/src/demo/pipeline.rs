@@ -14,7 +14,7 @@ use anyhow::{Context, Result, anyhow};
 use indicatif::{ProgressBar, ProgressStyle};
 use reward_core::baseline::{ScoreLevel, VerifierInfo};
 use reward_core::clip::cache::sha256_digest;
-use reward_core::reward::RewardMode;
+use reward_core::reward::{Repeats, RewardMode};
 use reward_core::{Baselines, ScoreKind};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -48,7 +48,14 @@ pub struct DemoSpec {
     pub eval_batch: usize,
     /// Threads for libtorch and the world generator.
     pub threads: usize,
+    /// The PPO variants to run, in this order (all three by default; a
+    /// subset only for studies, the report's claims need all three).
+    pub variants: Vec<RewardMode>,
 }
+
+/// The three PPO variants in report order.
+pub const ALL_VARIANTS: [RewardMode; 3] =
+    [RewardMode::KlOnly, RewardMode::Sentence, RewardMode::Token];
 
 impl DemoSpec {
     /// The settings for a world file (its counts bound the image numbers).
@@ -65,6 +72,8 @@ impl DemoSpec {
             temperature: 1.0,
             max_new_tokens: 24,
             seed,
+            repeats: Repeats::Penalise,
+            score_range_sd: None,
         };
         Self::bounded(
             world,
@@ -77,6 +86,7 @@ impl DemoSpec {
                 validation_images: 500,
                 eval_batch: 100,
                 threads,
+                variants: ALL_VARIANTS.to_vec(),
             },
         )
     }
@@ -95,6 +105,8 @@ impl DemoSpec {
             temperature: 1.0,
             max_new_tokens: 12,
             seed,
+            repeats: Repeats::Penalise,
+            score_range_sd: None,
         };
         Self::bounded(
             world,
@@ -107,8 +119,15 @@ impl DemoSpec {
                 validation_images: 16,
                 eval_batch: 16,
                 threads: 1,
+                variants: ALL_VARIANTS.to_vec(),
             },
         )
+    }
+
+    /// The largest rollout-batch count the training split allows (every
+    /// PPO prompt is a distinct training image).
+    pub fn max_ppo_batches(world: &World, batch_size: usize) -> u64 {
+        (world.len(Split::Train) / batch_size.max(1)).max(1) as u64
     }
 
     fn bounded(world: &World, mut s: DemoSpec) -> Self {
@@ -116,8 +135,10 @@ impl DemoSpec {
         s.validation_images = s.validation_images.min(world.len(Split::Validation));
         let train = world.len(Split::Train);
         s.baseline_images = s.baseline_images.min(train);
-        let batches = (train / s.ppo.batch_size.max(1)) as u64;
-        s.ppo.batches = s.ppo.batches.min(batches.max(1));
+        s.ppo.batches = s
+            .ppo
+            .batches
+            .min(Self::max_ppo_batches(world, s.ppo.batch_size));
         s
     }
 }
@@ -175,6 +196,32 @@ pub fn bar(len: u64, what: &str) -> ProgressBar {
     pb
 }
 
+/// Fingerprints of the stages: each covers the world and the settings that
+/// stage (and the stages it builds on) depends on, so a PPO-only change
+/// reuses the verifier and the SFT model.
+struct Fingerprints {
+    verifier: String,
+    sft: String,
+    ppo: String,
+}
+
+impl Fingerprints {
+    fn of(world: &World, spec: &DemoSpec) -> Self {
+        let world = format!("{:?}", world.config());
+        let v = format!("{world}|{:?}|threads {}", spec.verifier, spec.threads);
+        let s = format!("{v}|{:?}", spec.sft);
+        let p = format!(
+            "{s}|{:?}|baselines {}|validation {}|test {}|{:?}",
+            spec.ppo, spec.baseline_images, spec.validation_images, spec.test_images, spec.variants
+        );
+        Fingerprints {
+            verifier: sha256_digest(v.as_bytes()),
+            sft: sha256_digest(s.as_bytes()),
+            ppo: sha256_digest(p.as_bytes()),
+        }
+    }
+}
+
 fn stage_done(dir: &Path, fingerprint: &str) -> Option<Value> {
     let text = std::fs::read_to_string(dir.join("stage.json")).ok()?;
     let v: Value = serde_json::from_str(&text).ok()?;
@@ -200,6 +247,10 @@ fn cached_stage(
         eprintln!("{what:>14} reused from {}", dir.display());
         return Ok(v);
     }
+    eprintln!(
+        "{what:>14} training (no finished stage with fingerprint {fingerprint} in {})",
+        dir.display()
+    );
     let pb = bar(0, what);
     let report = train(&mut |d, n| {
         pb.set_length(n);
@@ -213,13 +264,13 @@ fn cached_stage(
 pub fn run(world: &World, spec: &DemoSpec, out: &Path) -> Result<DemoResults> {
     tch::set_num_threads(spec.threads.max(1) as i32);
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let fingerprint = sha256_digest(format!("{:?}|{spec:?}", world.config()).as_bytes());
+    let fingerprints = Fingerprints::of(world, spec);
     let mut timings = Vec::new();
     let mut stages = serde_json::Map::new();
 
     let t = Instant::now();
     let vdir = out.join("verifier");
-    let v = cached_stage(&vdir, &fingerprint, "verifier", &mut |progress| {
+    let v = cached_stage(&vdir, &fingerprints.verifier, "verifier", &mut |progress| {
         let r = train_verifier(world, &spec.verifier, &vdir, progress)?;
         Ok(json!({
             "steps": r.steps, "final_loss": r.final_loss, "seconds": r.seconds,
@@ -231,7 +282,7 @@ pub fn run(world: &World, spec: &DemoSpec, out: &Path) -> Result<DemoResults> {
 
     let t = Instant::now();
     let sdir = out.join("sft");
-    let s = cached_stage(&sdir, &fingerprint, "sft", &mut |progress| {
+    let s = cached_stage(&sdir, &fingerprints.sft, "sft", &mut |progress| {
         let r = train_sft(world, &vdir, &spec.sft, &sdir, progress)?;
         Ok(json!({
             "steps": r.steps, "final_loss": r.final_loss, "seconds": r.seconds,
@@ -311,7 +362,7 @@ pub fn run(world: &World, spec: &DemoSpec, out: &Path) -> Result<DemoResults> {
     drop(sft);
 
     let mut variants = Vec::new();
-    for mode in [RewardMode::KlOnly, RewardMode::Sentence, RewardMode::Token] {
+    for &mode in &spec.variants {
         let name = variant_name(mode);
         let t = Instant::now();
         // LoRA A matrices come from libtorch's global generator: seed it so every
@@ -355,6 +406,7 @@ pub fn run(world: &World, spec: &DemoSpec, out: &Path) -> Result<DemoResults> {
     }
     stages.insert("ppo".into(), Value::Array(variants));
     stages.insert("ppo_spec".into(), serde_json::to_value(&spec.ppo)?);
+    stages.insert("ppo_fingerprint".into(), json!(fingerprints.ppo));
 
     let results = DemoResults {
         out: out.to_path_buf(),

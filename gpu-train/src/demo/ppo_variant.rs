@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
-use reward_core::reward::RewardMode;
+use reward_core::reward::{Repeats, RewardMode};
 use reward_core::{Baselines, RewardConfig, TokenRewarder};
 use serde::Serialize;
 use tch::Tensor;
@@ -52,6 +52,12 @@ pub struct PpoSpec {
     pub max_new_tokens: i64,
     /// Seed of the trainer.
     pub seed: u64,
+    /// The repeated-mentions rule of the token reward (method.md section 6).
+    pub repeats: Repeats,
+    /// eq. 8's `s_min` / `s_max` at this many standard deviations beyond the
+    /// hallucinated / correct class means of the variant's baselines instead
+    /// of the observed extremes (`None`: the extremes, method.md's default).
+    pub score_range_sd: Option<f64>,
 }
 
 /// What a variant's training did.
@@ -107,13 +113,38 @@ pub fn reward_config(
         let m = b.class_means().map_err(|e| anyhow!("{e}"))?;
         Ok((m.correct - m.hallucinated) * spec.margin_fraction)
     };
+    let (score_min, score_max) = match (spec.score_range_sd, mode) {
+        (Some(k), RewardMode::Token) => class_range(object, k)?,
+        (Some(k), RewardMode::Sentence) => class_range(sentence, k)?,
+        _ => (None, None),
+    };
     Ok(RewardConfig {
         mode,
         margin: gap(object)?,
         sentence_margin: gap(sentence)?,
         beta: spec.beta,
+        repeats: spec.repeats,
+        score_min,
+        score_max,
         ..RewardConfig::default()
     })
+}
+
+/// `(s_h - k sd_h, s_c + k sd_c)` of one level's baselines: a score range
+/// that one outlier does not stretch.
+fn class_range(b: &Baselines, k: f64) -> Result<(Option<f64>, Option<f64>)> {
+    let stats = |s: &reward_core::baseline::ScoreStats, what: &str| -> Result<(f64, f64)> {
+        let mean = s
+            .mean()
+            .with_context(|| format!("no {what} baseline scores"))?;
+        let sd = s
+            .std_dev()
+            .with_context(|| format!("no {what} baseline spread"))?;
+        Ok((mean, sd))
+    };
+    let (mh, sh) = stats(&b.hallucinated, "hallucinated")?;
+    let (mc, sc) = stats(&b.correct, "correct")?;
+    Ok((Some(mh - k * sh), Some(mc + k * sc)))
 }
 
 fn train_config(spec: &PpoSpec, reward: RewardConfig, run_dir: &Path) -> TrainConfig {

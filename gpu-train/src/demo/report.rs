@@ -39,6 +39,17 @@ fn model_json(m: &Metrics) -> Value {
         "duplicates_per_caption": m.duplicates_per_caption.value,
         "f1": m.f1,
         "images": m.images,
+        "pair_bias": {
+            "partner_hallucination": m.pairs.partner_hallucination.value,
+            "partner_recall": m.pairs.partner_recall.value,
+            "uncued_hallucination": m.pairs.uncued_hallucination.value,
+            "cases": m.pairs.cases,
+            "se": {
+                "partner_hallucination": m.pairs.partner_hallucination.se,
+                "partner_recall": m.pairs.partner_recall.se,
+                "uncued_hallucination": m.pairs.uncued_hallucination.se,
+            },
+        },
         "se": {
             "chair_s": m.chair_s.se,
             "chair_i": m.chair_i.se,
@@ -96,6 +107,30 @@ pub fn table(r: &DemoResults) -> String {
     }
     t += &row("sft + verifier filter (reference)", &r.filtered);
     t.push('\n');
+    t
+}
+
+/// The planted bias per model (Markdown): how often a paired class is named
+/// when only its partner is drawn, when both are, and when neither is.
+pub fn pair_table(r: &DemoResults) -> String {
+    let mut t = String::from(
+        "| model | partner named, partner absent (the bias) | partner named, both present | paired class named, neither present |\n\
+         |---|---|---|---|\n",
+    );
+    let mut one = |name: &str, m: &Metrics| {
+        let p = &m.pairs;
+        let _ = writeln!(
+            t,
+            "| {name} | {} | {} | {} |",
+            cell(p.partner_hallucination, 3),
+            cell(p.partner_recall, 3),
+            cell(p.uncued_hallucination, 3)
+        );
+    };
+    for m in &r.models {
+        one(&m.name, &m.metrics);
+    }
+    one("sft + verifier filter (reference)", &r.filtered);
     t
 }
 
@@ -239,6 +274,10 @@ pub fn markdown(r: &DemoResults, test: &WorldTask) -> String {
         r.models.first().map_or(0, |m| m.metrics.images)
     );
     s += &table(r);
+    s += "\n## The planted bias\n\n\
+          Training captions name the missing partner of a pair in `bias_rate` of the images that hold \
+          only one partner. Each image counts once per paired class; ± is one standard error over images.\n\n";
+    s += &pair_table(r);
     s += "\n## The paper's claims, as measured here\n\n";
     for (text, holds) in claims(r) {
         let _ = writeln!(

@@ -132,6 +132,7 @@ pub struct Judged {
 pub struct WorldTask<'a> {
     samples: Vec<Sample>,
     truth: Vec<BTreeSet<EntityId>>,
+    partners: Vec<(EntityId, EntityId)>,
     embeddings: Vec<Vec<f32>>,
     verifier: &'a WorldVerifier,
     tokenizer: &'a LlavaTokenizer,
@@ -156,6 +157,7 @@ impl<'a> WorldTask<'a> {
         Ok(WorldTask {
             samples,
             truth,
+            partners: partners(world),
             embeddings,
             verifier,
             tokenizer,
@@ -173,6 +175,11 @@ impl<'a> WorldTask<'a> {
     /// Ground-truth entities of sample `index`.
     pub fn truth(&self, index: usize) -> &BTreeSet<EntityId> {
         &self.truth[index]
+    }
+
+    /// `(class, its pair partner)` for every paired class, both directions.
+    pub fn partners(&self) -> &[(EntityId, EntityId)] {
+        &self.partners
     }
 
     /// The tokenizer.
@@ -236,6 +243,20 @@ pub fn truth(world: &World, sample: &Sample) -> BTreeSet<EntityId> {
         .iter()
         .filter_map(|o| world.classes().get(o.class.0 as usize))
         .map(|c| c.entity)
+        .collect()
+}
+
+/// `(class, its pair partner)` entities of every paired class of the world
+/// (each pair appears in both directions): the planted bias names the
+/// first when only the second is drawn.
+pub fn partners(world: &World) -> Vec<(EntityId, EntityId)> {
+    let classes = world.classes();
+    classes
+        .iter()
+        .filter_map(|c| {
+            let (p, _) = c.partner?;
+            Some((c.entity, classes.get(p.0 as usize)?.entity))
+        })
         .collect()
 }
 

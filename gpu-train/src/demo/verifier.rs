@@ -76,10 +76,14 @@ pub struct VerifierSpec {
 
 impl VerifierSpec {
     /// Sizes for `world`: patches of 1/8 of the image side, 64-wide towers
-    /// (3 image layers, 2 text layers), 3 epochs of 32-image batches.
+    /// (3 image layers, 2 text layers), 8 epochs of 32-image batches.
     /// Default world (6000 images of 64x64), release build, one libtorch
-    /// thread: 564 steps, 56 s of CPU time for the whole call; validation
-    /// AUROC 0.984 present vs absent, 0.806 against absent partners.
+    /// thread: 1504 steps. 8 rather than 3 epochs because at 3 the verifier
+    /// had learnt the pairs' co-occurrence: validation AUROC against absent
+    /// partners 0.806 / 0.893 (seeds 0 / 1) while present vs absent was
+    /// 0.984 / 0.995, so it scored the planted bias like a present object;
+    /// at 8 epochs 0.932 / 0.982 (present vs absent 0.996 / 0.999). Chosen
+    /// on these validation numbers (docs/demo.md, "Why the effect is small").
     pub fn for_world(world: &World) -> Self {
         let size = world.config().image_size as i64;
         Self {
@@ -97,7 +101,7 @@ impl VerifierSpec {
                 mlp: 128,
             },
             projection_dim: 64,
-            epochs: 3,
+            epochs: 8,
             batch_size: 32,
             learning_rate: 2e-3,
             warmup_steps: 30,
