@@ -553,7 +553,10 @@ impl GpuContext {
 
     /// Writes the params of `dispatches` into the arena, records them into
     /// one compute pass (plus the result copy) and submits. Holds the cache
-    /// lock only while recording, never across an await.
+    /// lock from the params write to the submit (never across an await):
+    /// `write_buffer` lands at the NEXT submit on the queue, so another
+    /// thread's params written in between would be flushed into this
+    /// submission's arena (seen on an H200: wrong results, then device lost).
     fn encode_and_submit(
         &self,
         dispatches: &[Dispatch],
@@ -595,7 +598,6 @@ impl GpuContext {
         if cache.bind_groups.len() > BIND_CACHE {
             cache.bind_groups.retain(|_, (_, used)| *used == run);
         }
-        drop(cache);
         let mut encoder = self.device.create_command_encoder(&Default::default());
         if !dispatches.is_empty() {
             let mut pass = encoder.begin_compute_pass(&Default::default());
@@ -610,6 +612,7 @@ impl GpuContext {
             encoder.copy_buffer_to_buffer(result, 0, staging, 0, bytes);
         }
         self.queue.submit([encoder.finish()]);
+        drop(cache);
         let launched = dispatches.len() as u64;
         self.count(|s| {
             s.submissions += 1;

@@ -205,6 +205,26 @@ pub(crate) mod tests {
         check(g, true);
     }
 
+    /// One context shared by threads that run different shapes at once, as
+    /// parallel callers (and the test harness) do: each result must be its
+    /// own. Params written by one thread between another's params write and
+    /// submit used to land in the other's submission.
+    #[test]
+    fn threads_sharing_a_context_get_their_own_results() {
+        let shapes = [(5, 9, 70), (33, 17, 8), (70, 3, 64), (1, 65, 130)];
+        std::thread::scope(|scope| {
+            for (t, &(m, n, k)) in shapes.iter().enumerate() {
+                scope.spawn(move || {
+                    for round in 0..12 {
+                        let mut g = Gemm::new(m, n, k);
+                        g.alpha = 1.0 + (t + round) as f32 * 0.25;
+                        check(g, round % 2 == 0);
+                    }
+                });
+            }
+        });
+    }
+
     #[test]
     fn batches_with_separate_weights() {
         let mut g = Gemm::new(9, 70, 20);
