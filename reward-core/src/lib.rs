@@ -34,10 +34,10 @@ pub mod vocab;
 
 #[cfg(feature = "clip")]
 pub mod clip;
-#[cfg(feature = "clip")]
-pub mod labels;
 #[cfg(feature = "gpu")]
 pub mod gpu;
+#[cfg(feature = "clip")]
+pub mod labels;
 
 pub use align::{Alignment, Coverage, align_mentions};
 pub use baseline::{BaselineError, Baselines, ScoreKind, ScoreLevel, ScoreStats, VerifierInfo};
