@@ -76,14 +76,18 @@ pub struct VerifierSpec {
 
 impl VerifierSpec {
     /// Sizes for `world`: patches of 1/8 of the image side, 64-wide towers
-    /// (3 image layers, 2 text layers), 8 epochs of 32-image batches.
-    /// Default world (6000 images of 64x64), release build, one libtorch
-    /// thread: 1504 steps. 8 rather than 3 epochs because at 3 the verifier
-    /// had learnt the pairs' co-occurrence: validation AUROC against absent
-    /// partners 0.806 / 0.893 (seeds 0 / 1) while present vs absent was
-    /// 0.984 / 0.995, so it scored the planted bias like a present object;
-    /// at 8 epochs 0.932 / 0.982 (present vs absent 0.996 / 0.999). Chosen
-    /// on these validation numbers (docs/demo.md, "Why the effect is small").
+    /// (3 image layers, 2 text layers), 3 epochs of 32-image batches
+    /// (default world, release build: 564 steps).
+    ///
+    /// 8 epochs (`fisao-demo --verifier-epochs 8`) separates a present object
+    /// from an absent pair partner much better (validation AUROC 0.806 / 0.893
+    /// -> 0.932 / 0.982 on seeds 0 / 1; docs/demo.md, "Why the effect is
+    /// small") but its SENTENCE-level scores stop separating correct from
+    /// hallucinated captions (AUROC 0.51 on seed 0; with 2 threads the eq. 7
+    /// sentence baselines came out s_c < s_h and the demo stopped before
+    /// PPO-sentence). The verifier is trained on object words only, so longer
+    /// training specialises it away from whole captions; until it also learns
+    /// captions, the default stays at 3 epochs, which runs every stage.
     pub fn for_world(world: &World) -> Self {
         let size = world.config().image_size as i64;
         Self {
@@ -101,7 +105,7 @@ impl VerifierSpec {
                 mlp: 128,
             },
             projection_dim: 64,
-            epochs: 8,
+            epochs: 3,
             batch_size: 32,
             learning_rate: 2e-3,
             warmup_steps: 30,
