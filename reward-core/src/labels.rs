@@ -11,7 +11,10 @@ use core::fmt;
 
 use crate::baseline::{Baselines, ScoreLevel};
 use crate::clip::score::{ScoreKind, Scorer, Template};
-use crate::reward::{Grounding, RewardBounds, RewardConfig, RewardError};
+use crate::mentions::Mention;
+use crate::reward::{
+    Grounding, Response, RewardBounds, RewardConfig, RewardError, ScoredMention, TokenRewarder,
+};
 
 /// Uncalibrated default baselines in cosine units, multiplied by the score
 /// kind's factor ([`cosine_factor`]): `(s_c, s_h, s_min, s_max, margin)`.
@@ -150,6 +153,31 @@ pub fn baseline_bounds(
         ));
     }
     b.to_reward_bounds(config).map_err(LabelError::Bounds)
+}
+
+/// Eq. 8 object rewards of `mentions` with their `scores`, through the
+/// rewarder (its repeats rule included): each mention is one "token" with
+/// zero KL, as a caption is scored outside training.
+pub fn mention_rewards(
+    rewarder: &TokenRewarder,
+    mentions: &[Mention],
+    scores: &[f32],
+) -> Result<Vec<f64>, RewardError> {
+    let scored: Vec<ScoredMention> = mentions
+        .iter()
+        .zip(scores)
+        .enumerate()
+        .map(|(i, (m, s))| ScoredMention::at(i, f64::from(*s), m.entity))
+        .collect();
+    let zeros = alloc::vec![0.0; mentions.len()];
+    let response = Response {
+        len: mentions.len(),
+        mentions: &scored,
+        sentence_score: None,
+        policy_logprobs: &zeros,
+        ref_logprobs: &zeros,
+    };
+    Ok(rewarder.rewards(&response)?.object)
 }
 
 #[cfg(test)]

@@ -13,8 +13,8 @@ use std::collections::HashMap;
 
 use reward_core::clip::cache::{CacheKind, EmbeddingCache};
 use reward_core::clip::score::{ScoreKind, Scorer, Template};
-use reward_core::mentions::{Matcher, Mention};
-use reward_core::reward::{Response, RewardConfig, ScoredMention, TokenRewarder};
+use reward_core::mentions::Matcher;
+use reward_core::reward::{RewardConfig, TokenRewarder};
 use reward_core::vocab::{Expansion, Vocabulary};
 use serde::{Deserialize, Serialize};
 
@@ -289,6 +289,23 @@ impl Session {
         }
     }
 
+    /// The image embedding and the scorer `settings` ask for.
+    fn image_and_scorer(&self, settings: &Settings) -> Result<(&[f32], Scorer), String> {
+        let image = self
+            .image
+            .as_deref()
+            .ok_or("no image: choose an image before scoring")?;
+        let kind: ScoreKind = settings
+            .score
+            .parse()
+            .map_err(|e: reward_core::clip::ClipError| e.to_string())?;
+        let scorer = Scorer {
+            kind,
+            logit_scale: self.logit_scale,
+        };
+        Ok((image, scorer))
+    }
+
     /// Drops the vocabulary cache.
     pub fn clear_vocab_cache(&mut self) {
         self.vocab_cache = None;
@@ -349,18 +366,7 @@ impl Session {
         settings: &Settings,
         sentence: Option<Sentence>,
     ) -> Result<Report, String> {
-        let image = self
-            .image
-            .as_deref()
-            .ok_or("no image: choose an image before scoring")?;
-        let kind: ScoreKind = settings
-            .score
-            .parse()
-            .map_err(|e: reward_core::clip::ClipError| e.to_string())?;
-        let scorer = Scorer {
-            kind,
-            logit_scale: self.logit_scale,
-        };
+        let (image, scorer) = self.image_and_scorer(settings)?;
         let template = Template::new(&settings.template).map_err(|e| e.to_string())?;
         let (bounds, config, baseline) = self.bounds(&scorer, &template, settings)?;
         let mentions = self.matcher.find(text);
@@ -382,7 +388,8 @@ impl Session {
             cached.push(from_cache);
         }
         let rewarder = TokenRewarder::new(config, Some(bounds)).map_err(|e| e.to_string())?;
-        let rewards = object_rewards(&rewarder, &mentions, &scores)?;
+        let rewards =
+            labels::mention_rewards(&rewarder, &mentions, &scores).map_err(|e| e.to_string())?;
         let mut seen = std::collections::BTreeSet::new();
         let mut out = Vec::with_capacity(mentions.len());
         for (i, m) in mentions.iter().enumerate() {
@@ -412,7 +419,7 @@ impl Session {
             sentence_score: sentence.map(|s| s.score),
             sentence_truncated: sentence.map(|s| s.truncated),
             backend: String::new(),
-            score_kind: kind.to_string(),
+            score_kind: scorer.kind.to_string(),
             template: template.as_str().to_string(),
             margin: bounds.margin(),
             baseline,
@@ -432,46 +439,8 @@ impl Session {
         embedding: &[f32],
         truncated: bool,
     ) -> Result<Sentence, String> {
-        let image = self
-            .image
-            .as_deref()
-            .ok_or("no image: choose an image before scoring")?;
-        let kind: ScoreKind = settings
-            .score
-            .parse()
-            .map_err(|e: reward_core::clip::ClipError| e.to_string())?;
-        let scorer = Scorer {
-            kind,
-            logit_scale: self.logit_scale,
-        };
+        let (image, scorer) = self.image_and_scorer(settings)?;
         let score = scorer.score(embedding, image).map_err(|e| e.to_string())?;
         Ok(Sentence { score, truncated })
     }
-}
-
-/// Eq. 8 object rewards, each mention one "token" with zero KL, through
-/// reward-core's rewarder (its repeats rule included), as `fisao score`.
-fn object_rewards(
-    rewarder: &TokenRewarder,
-    mentions: &[Mention],
-    scores: &[f32],
-) -> Result<Vec<f64>, String> {
-    let scored: Vec<ScoredMention> = mentions
-        .iter()
-        .zip(scores)
-        .enumerate()
-        .map(|(i, (m, s))| ScoredMention::at(i, f64::from(*s), m.entity))
-        .collect();
-    let zeros = vec![0.0; mentions.len()];
-    let response = Response {
-        len: mentions.len(),
-        mentions: &scored,
-        sentence_score: None,
-        policy_logprobs: &zeros,
-        ref_logprobs: &zeros,
-    };
-    Ok(rewarder
-        .rewards(&response)
-        .map_err(|e| e.to_string())?
-        .object)
 }

@@ -13,7 +13,7 @@ use reward_core::clip::image::{ImageLimits, decode_image, preprocess};
 use reward_core::clip::score::{ScoreKind, Scorer, Template};
 use reward_core::labels::{self, DEFAULT_BASELINE_NAME};
 use reward_core::mentions::{Matcher, Mention};
-use reward_core::reward::{Response, RewardBounds, RewardConfig, ScoredMention, TokenRewarder};
+use reward_core::reward::{RewardBounds, RewardConfig, TokenRewarder};
 use reward_core::vocab::{Expansion, Vocabulary};
 use serde::Serialize;
 
@@ -276,21 +276,7 @@ impl Ctx {
         mentions: &[Mention],
         scores: &[f32],
     ) -> Result<Vec<MentionOut>> {
-        let scored: Vec<ScoredMention> = mentions
-            .iter()
-            .zip(scores)
-            .enumerate()
-            .map(|(i, (m, s))| ScoredMention::at(i, f64::from(*s), m.entity))
-            .collect();
-        let zeros = vec![0.0; mentions.len()];
-        let response = Response {
-            len: mentions.len(),
-            mentions: &scored,
-            sentence_score: None,
-            policy_logprobs: &zeros,
-            ref_logprobs: &zeros,
-        };
-        let rewards = self.rewarder.rewards(&response)?;
+        let rewards = labels::mention_rewards(&self.rewarder, mentions, scores)?;
         let mut seen = std::collections::BTreeSet::new();
         Ok(mentions
             .iter()
@@ -304,7 +290,7 @@ impl Ctx {
                     end,
                     entity: self.entity_name(m),
                     score,
-                    reward: rewards.object[i],
+                    reward: rewards[i],
                     label: labels::label(self.bounds.grounding(f64::from(score))),
                     repeat: !seen.insert(m.entity),
                 }
