@@ -87,6 +87,8 @@ fn tiny_verifier_loads_in_reward_core_with_the_tch_embeddings() {
     // 64 training images only, but clearly better than chance.
     assert!(report.auroc_present > 0.7, "{report:?}");
     assert!((0.0..=1.0).contains(&report.auroc_partner), "{report:?}");
+    // Whole captions are learnt too (own caption vs one naming something absent).
+    assert!(report.auroc_caption > 0.6, "{report:?}");
     let mut names: Vec<String> = std::fs::read_dir(out)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

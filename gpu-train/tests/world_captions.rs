@@ -114,6 +114,39 @@ fn held_out_captions_are_truthful_and_complete() {
     }
 }
 
+/// The verifier's captions name exactly the image's objects on every split
+/// (no annotator bias), and on the held-out splits are the sample's caption.
+#[test]
+fn truthful_captions_name_exactly_the_objects() {
+    let world = World::default_world().unwrap();
+    let vocab = Vocabulary::builtin(Expansion::Fisao);
+    let matcher = Matcher::new(&vocab);
+    let mut differs = 0;
+    for split in Split::ALL {
+        for i in 0..300 {
+            let a = world.annotate(split, i, i % 2);
+            let text = world.truthful_caption(split, i, i % 2, &a.objects);
+            let mut found: Vec<_> = matcher.find(&text).iter().map(|m| m.entity).collect();
+            found.sort();
+            found.dedup();
+            let mut want: Vec<_> = a
+                .objects
+                .iter()
+                .map(|o| world.classes()[o.class.0 as usize].entity)
+                .collect();
+            want.sort();
+            assert_eq!(found, want, "{split:?} {i}: {text:?}");
+            if split == Split::Train {
+                differs += usize::from(text != a.caption);
+            } else {
+                assert_eq!(text, a.caption);
+            }
+        }
+    }
+    // Biased training captions exist, so some truthful ones differ.
+    assert!(differs > 0);
+}
+
 #[test]
 fn object_counts_respect_the_world_file() {
     let world = World::default_world().unwrap();

@@ -60,6 +60,10 @@ struct Args {
     /// verifier's fingerprint, so the verifier and everything after it is retrained).
     #[arg(long)]
     verifier_epochs: Option<u64>,
+    /// Weight of the verifier's caption loss next to its word loss (0 =
+    /// object words only, the verifier before 2026-11-27 session 4).
+    #[arg(long, value_name = "W")]
+    verifier_caption_weight: Option<f64>,
     /// Passes of SFT over the training split.
     #[arg(long)]
     sft_epochs: Option<usize>,
@@ -120,6 +124,12 @@ fn apply_overrides(spec: &mut DemoSpec, args: &Args, world: &World) -> Result<()
             bail!("--verifier-epochs 0: expected at least 1");
         }
         spec.verifier.epochs = e;
+    }
+    if let Some(w) = args.verifier_caption_weight {
+        if !(w.is_finite() && w >= 0.0) {
+            bail!("--verifier-caption-weight {w}: expected a finite number >= 0");
+        }
+        spec.verifier.caption_weight = w;
     }
     if let Some(e) = args.sft_epochs {
         if e == 0 {
@@ -187,11 +197,11 @@ fn main() -> Result<()> {
     let results = run(&world, &spec, &args.out)?;
     println!("{}", report::table(&results));
     println!("{}", report::pair_table(&results));
-    for (claim, holds) in report::claims(&results) {
-        println!(
-            "[{}] {claim}",
-            if holds { "holds" } else { "does NOT hold" }
-        );
+    for (name, why) in &results.skipped {
+        println!("{name} was not run: {why}");
+    }
+    for (claim, verdict) in report::claims(&results) {
+        println!("[{}] {claim}", report::verdict_word(verdict));
     }
     if let Some((t, s)) = results.auroc {
         println!("AUROC hallucinated-mention detection: token {t:.3}, sentence {s:.3}");

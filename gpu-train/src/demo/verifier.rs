@@ -13,7 +13,14 @@
 //! loss over the image x class-word similarity matrix (label = the class is
 //! in the image; SigLIP's form, with a training-only bias), so every word
 //! is calibrated against every image, not only against the other words of
-//! its batch. Pixels are normalised exactly as reward-core's
+//! its batch. Next to the words it learns whole captions, as a CLIP does:
+//! each image with a truthful caption of itself (a fresh wording every
+//! epoch), scored against every caption of the batch with the same sigmoid
+//! loss, a caption counting as right for an image when everything it names
+//! is in that image. Without this the text tower, trained longer, scores
+//! whole responses at chance and the sentence-level ablation (one CLIP score
+//! of the whole response, method.md section 4) has nothing to work with.
+//! Pixels are normalised exactly as reward-core's
 //! `CLIPImageProcessor` mirror does (same-size bicubic resize and crop are
 //! identities), so the model sees in use what it saw in training.
 
@@ -35,7 +42,7 @@ use super::clip_tch::{
     ClipShape, ClipTch, MAX_LOGIT_SCALE, TowerSize, init_weights, pad_tokens, save_weights,
 };
 use super::clip_tokenizer::{ClipTokenizerJson, world_tokenizer};
-use crate::world::{Sample, Split, World};
+use crate::world::{ObjectCount, Sample, Split, World};
 
 /// CLIP's text window; whole responses are truncated to it (sentence-level score).
 const TEXT_WINDOW: i64 = 77;
@@ -69,6 +76,8 @@ pub struct VerifierSpec {
     pub logit_scale_init: f64,
     /// Initial training-only bias of the sigmoid loss.
     pub logit_bias_init: f64,
+    /// Weight of the caption loss next to the word loss (0 = words only).
+    pub caption_weight: f64,
     /// Seed of initialisation and data order (own ChaCha streams, not
     /// tch's global generator, so concurrent trainings do not interfere).
     pub seed: u64,
@@ -111,6 +120,7 @@ impl VerifierSpec {
             warmup_steps: 30,
             logit_scale_init: 10f64.ln(),
             logit_bias_init: -1.0,
+            caption_weight: 1.0,
             seed: 0,
         }
     }
@@ -138,6 +148,7 @@ impl VerifierSpec {
             warmup_steps: 5,
             logit_scale_init: 10f64.ln(),
             logit_bias_init: -1.0,
+            caption_weight: 1.0,
             seed: 0,
         }
     }
@@ -151,6 +162,12 @@ impl VerifierSpec {
     fn validate(&self) -> Result<()> {
         if self.epochs == 0 || self.batch_size == 0 {
             bail!("verifier spec: epochs and batch_size must be positive");
+        }
+        if !(self.caption_weight >= 0.0 && self.caption_weight.is_finite()) {
+            bail!(
+                "verifier spec: caption_weight must be finite and >= 0, found {}",
+                self.caption_weight
+            );
         }
         if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
             bail!(
@@ -193,6 +210,10 @@ pub struct VerifierReport {
     /// The same, with negatives restricted to absent classes whose pair
     /// partner is present (positives: all present pairs).
     pub auroc_partner: f64,
+    /// Validation AUROC of whole captions: each image against its own
+    /// truthful caption (positive) and against the next image's caption
+    /// where that names something the image lacks (negative).
+    pub auroc_caption: f64,
 }
 
 /// Trains the verifier for `world` and writes it to `out_dir` (replaced
@@ -208,13 +229,14 @@ pub fn train_verifier(
     spec.validate()?;
     let tmp = temp_dir_for(out_dir)?;
     let result = train_into(world, spec, &tmp, progress).and_then(|(steps, final_loss)| {
-        let (auroc_present, auroc_partner) = validation_auroc(world, &tmp)?;
+        let (auroc_present, auroc_partner, auroc_caption) = validation_auroc(world, &tmp)?;
         Ok(VerifierReport {
             steps,
             final_loss,
             seconds: 0.0,
             auroc_present,
             auroc_partner,
+            auroc_caption,
         })
     });
     // On any failure the half-written temp directory goes; out_dir is untouched.
@@ -364,17 +386,71 @@ fn labels(samples: &[Sample], classes: usize) -> Tensor {
     Tensor::from_slice(&v).view([samples.len() as i64, classes as i64])
 }
 
-/// Token ids of `texts` through the saved tokenizer, as reward-core gets them.
+/// Token ids of `texts` through the saved tokenizer, as reward-core gets
+/// them, cut to CLIP's window (the last kept token becomes the end token,
+/// whose position the text tower pools).
 fn tokenize(tok: &ClipTokenizerJson, texts: &[String]) -> Result<Vec<Vec<u32>>> {
     let t = tok.tokenizer()?;
     texts
         .iter()
         .map(|s| {
-            t.encode(s.as_str(), true)
+            let mut ids = t
+                .encode(s.as_str(), true)
                 .map(|e| e.get_ids().to_vec())
-                .map_err(|e| anyhow::anyhow!("tokenizing {s:?}: {e}"))
+                .map_err(|e| anyhow::anyhow!("tokenizing {s:?}: {e}"))?;
+            if ids.len() > TEXT_WINDOW as usize {
+                ids.truncate(TEXT_WINDOW as usize);
+                if let Some(last) = ids.last_mut() {
+                    *last = tok.eos_id;
+                }
+            }
+            Ok(ids)
         })
         .collect()
+}
+
+/// What the caption loss needs of one training image.
+struct CaptionKey {
+    index: u64,
+    objects: Vec<ObjectCount>,
+}
+
+impl CaptionKey {
+    /// True when every class of `other` is in this image.
+    fn covers(&self, other: &CaptionKey) -> bool {
+        other
+            .objects
+            .iter()
+            .all(|o| self.objects.iter().any(|p| p.class == o.class))
+    }
+}
+
+/// Truthful captions of the training images for one epoch (wording variant
+/// `epoch`), tokenised and padded: `(ids [n, len], eos [n])`.
+fn epoch_captions(
+    world: &World,
+    tok: &ClipTokenizerJson,
+    keys: &[CaptionKey],
+    epoch: u64,
+) -> Result<(Tensor, Tensor)> {
+    let texts: Vec<String> = keys
+        .iter()
+        .map(|k| world.truthful_caption(Split::Train, k.index, epoch, &k.objects))
+        .collect();
+    pad_tokens(&tokenize(tok, &texts)?, tok.eos_id)
+}
+
+/// Labels `[b, b]` of a batch: 1 where caption `j` names only objects of image `i`.
+fn caption_labels(keys: &[&CaptionKey]) -> Tensor {
+    let b = keys.len();
+    let v: Vec<f32> = keys
+        .iter()
+        .flat_map(|img| {
+            keys.iter()
+                .map(move |cap| f32::from(u8::from(img.covers(cap))))
+        })
+        .collect();
+    Tensor::from_slice(&v).view([b as i64, b as i64])
 }
 
 /// Peak `lr` with linear warm-up and cosine decay to 0.
@@ -415,6 +491,13 @@ fn train_into(
     // Per text: the presence label of its class.
     let class_index = Tensor::from_slice(&class_of.iter().map(|&c| c as i64).collect::<Vec<_>>());
     let targets = labels(&samples, classes).index_select(1, &class_index);
+    let keys: Vec<CaptionKey> = samples
+        .iter()
+        .map(|s| CaptionKey {
+            index: s.annotation.index,
+            objects: s.objects().to_vec(),
+        })
+        .collect();
     drop(samples);
     let lut = pixel_lut(world.config().image_size)?;
 
@@ -422,6 +505,9 @@ fn train_into(
     let model = ClipTch::new(&vs.root(), &shape)?;
     let bias =
         (vs.root() / TRAIN_ONLY).var("logit_bias", &[], nn::Init::Const(spec.logit_bias_init));
+    // Captions get their own bias: far fewer of their pairs are positive.
+    let caption_bias =
+        (vs.root() / TRAIN_ONLY).var("caption_bias", &[], nn::Init::Const(spec.logit_bias_init));
     init_weights(&vs, spec.seed);
     let mut order_rng = ChaCha8Rng::seed_from_u64(spec.seed ^ ORDER_STREAM);
     let adam = nn::AdamW {
@@ -433,8 +519,13 @@ fn train_into(
     let n = pixels.size()[0];
     let total = spec.total_steps(world);
     let (mut step, mut epoch_loss, mut epoch_steps) = (0u64, 0f64, 0u64);
-    for _epoch in 0..spec.epochs {
+    for epoch in 0..spec.epochs {
         let order = shuffled(n, &mut order_rng);
+        let captions = if spec.caption_weight > 0.0 {
+            Some(epoch_captions(world, &tok, &keys, epoch)?)
+        } else {
+            None
+        };
         (epoch_loss, epoch_steps) = (0.0, 0);
         for start in (0..n).step_by(spec.batch_size) {
             let len = (n - start).min(spec.batch_size as i64);
@@ -444,12 +535,29 @@ fn train_into(
             let images = model.image_features(&x);
             let words = model.text_features(&ids, &eos);
             let logits = model.logits_per_image(&images, &words) + &bias;
-            let loss = logits.binary_cross_entropy_with_logits::<Tensor>(
+            let mut loss = logits.binary_cross_entropy_with_logits::<Tensor>(
                 &y,
                 None,
                 None,
                 tch::Reduction::Mean,
             );
+            if let Some((cap_ids, cap_eos)) = &captions {
+                let rows: Vec<i64> = Vec::<i64>::try_from(&idx)?;
+                let batch_keys: Vec<&CaptionKey> =
+                    rows.iter().filter_map(|&r| keys.get(r as usize)).collect();
+                let texts = model.text_features(
+                    &cap_ids.index_select(0, &idx),
+                    &cap_eos.index_select(0, &idx),
+                );
+                let cap_logits = model.logits_per_image(&images, &texts) + &caption_bias;
+                let cap_loss = cap_logits.binary_cross_entropy_with_logits::<Tensor>(
+                    &caption_labels(&batch_keys),
+                    None,
+                    None,
+                    tch::Reduction::Mean,
+                );
+                loss = loss + cap_loss * spec.caption_weight;
+            }
             opt.set_lr(learning_rate(spec, step, total));
             opt.backward_step_clip_norm(&loss, CLIP_NORM);
             tch::no_grad(|| {
@@ -491,8 +599,9 @@ fn write_files(
     save_weights(vs, &[TRAIN_ONLY], &dir.join("model.safetensors"))
 }
 
-/// (present AUROC, partner AUROC) of the saved model on the validation split.
-fn validation_auroc(world: &World, dir: &Path) -> Result<(f64, f64)> {
+/// (present AUROC, partner AUROC, caption AUROC) of the saved model on the
+/// validation split.
+fn validation_auroc(world: &World, dir: &Path) -> Result<(f64, f64, f64)> {
     let model = ClipModel::load(dir).with_context(|| format!("loading {}", dir.display()))?;
     let names: Vec<String> = world
         .classes()
@@ -531,7 +640,36 @@ fn validation_auroc(world: &World, dir: &Path) -> Result<(f64, f64)> {
             }
         }
     }
-    Ok((auroc(&pos, &neg), auroc(&pos, &neg_partner)))
+    let caption = caption_auroc(&model, &samples, &images)?;
+    Ok((auroc(&pos, &neg), auroc(&pos, &neg_partner), caption))
+}
+
+/// Caption AUROC over `samples` (validation captions are truthful): image
+/// `i` with its own caption vs with caption `i + 1` where that names an
+/// object image `i` lacks.
+fn caption_auroc(
+    model: &ClipModel,
+    samples: &[Sample],
+    images: &reward_core::clip::Embeddings,
+) -> Result<f64> {
+    let texts: Vec<&str> = samples.iter().map(Sample::caption).collect();
+    let captions = model.embed_texts(&texts)?.embeddings;
+    let logits = model.logits_per_image(images, &captions)?;
+    let n = samples.len();
+    let (mut pos, mut neg) = (Vec::new(), Vec::new());
+    for (i, s) in samples.iter().enumerate() {
+        let row = logits.row(i);
+        pos.push(f64::from(row[i]));
+        let j = (i + 1) % n;
+        let extra = samples[j]
+            .objects()
+            .iter()
+            .any(|o| !s.annotation.contains(o.class));
+        if extra {
+            neg.push(f64::from(row[j]));
+        }
+    }
+    Ok(auroc(&pos, &neg))
 }
 
 /// Area under the ROC curve (reward-core's Mann-Whitney statistic, ties

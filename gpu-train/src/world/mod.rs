@@ -370,6 +370,32 @@ impl World {
         variant: u64,
         objects: &[ObjectCount],
     ) -> (String, Vec<Mention>) {
+        self.write_caption(split, index, variant, objects, split == Split::Train)
+    }
+
+    /// A caption of image `index` that names exactly `objects` (its ground
+    /// truth): no annotator bias on any split. The verifier learns captions
+    /// from these (a CLIP is trained on true image-text pairs); the wording
+    /// is drawn from the same stream as the sample's own caption, so on the
+    /// validation and test splits it is that caption.
+    pub fn truthful_caption(
+        &self,
+        split: Split,
+        index: u64,
+        variant: u64,
+        objects: &[ObjectCount],
+    ) -> String {
+        self.write_caption(split, index, variant, objects, false).0
+    }
+
+    fn write_caption(
+        &self,
+        split: Split,
+        index: u64,
+        variant: u64,
+        objects: &[ObjectCount],
+        biased: bool,
+    ) -> (String, Vec<Mention>) {
         let mut rng = self.stream(split, index, Purpose::Caption, variant);
         let mut items: Vec<Item> = objects
             .iter()
@@ -379,7 +405,7 @@ impl World {
                 hallucinated: false,
             })
             .collect();
-        if split == Split::Train {
+        if biased {
             for o in objects {
                 let Some((partner, _)) = self.partner(o.class) else {
                     continue;
