@@ -137,3 +137,102 @@ fn tiny_world_end_to_end() {
     let _ = std::fs::remove_dir_all(&out);
     let _ = std::fs::remove_dir_all(&again);
 }
+
+/// Sentence-level baselines whose classes do not separate (s_c < s_h, as the
+/// 8-epoch words-only verifier produced) stop only the sentence ablation:
+/// they are collected, the token variant's reward still builds, and the
+/// sentence variant's reward refuses with the reason.
+#[test]
+fn unusable_sentence_baselines_stop_only_the_sentence_ablation() {
+    use gpu_train::demo::ppo_variant::reward_config;
+    use gpu_train::trainer::baseline::{baselines, collect_baselines};
+    use reward_core::reward::RewardMode;
+    use reward_core::{ScoreKind, ScoreLevel, VerifierInfo};
+
+    let world = World::tiny_world().unwrap();
+    let spec = DemoSpec::tiny(&world, 7);
+    let info = VerifierInfo {
+        model: "test".into(),
+        model_hash: format!("sha256:{}", "0".repeat(64)),
+        score: ScoreKind::Cosine100,
+        template: "{}".into(),
+    };
+    let object = baselines(ScoreLevel::Object, &info, &[4.0, 5.0], &[-1.0, 0.0]).unwrap();
+    let (correct, hallucinated) = ([-2.3, -2.2], [-2.2, -2.1]);
+    let err = baselines(ScoreLevel::Sentence, &info, &correct, &hallucinated).unwrap_err();
+    assert!(err.to_string().contains("does not separate"), "{err}");
+    let sentence = collect_baselines(ScoreLevel::Sentence, &info, &correct, &hallucinated).unwrap();
+    assert_eq!(sentence.correct.count(), 2);
+
+    let token = reward_config(RewardMode::Token, &spec.ppo, &object, &sentence).unwrap();
+    // s_c - s_h = 4.5 - (-0.5).
+    assert!((token.margin - 5.0 * spec.ppo.margin_fraction).abs() < 1e-12);
+    reward_config(RewardMode::KlOnly, &spec.ppo, &object, &sentence).unwrap();
+    let err = reward_config(RewardMode::Sentence, &spec.ppo, &object, &sentence).unwrap_err();
+    assert!(err.to_string().contains("not above"), "{err}");
+}
+
+/// A demo killed (SIGKILL) during PPO resumes where it stopped: the rerun
+/// into the same directory reuses the training stages, continues the
+/// interrupted variant from its last validation point, and ends with the
+/// numbers of a run that was never interrupted.
+#[test]
+fn a_killed_demo_resumes_its_ppo_variant() {
+    let bin = env!("CARGO_BIN_EXE_fisao-demo");
+    let world = Path::new(env!("CARGO_MANIFEST_DIR")).join("../worlds/tiny.toml");
+    let demo = |out: &Path| {
+        let mut c = std::process::Command::new(bin);
+        c.args(["--quick", "--seed", "3", "--threads", "1", "--world"])
+            .arg(&world)
+            .arg("--out")
+            .arg(out)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        c
+    };
+    let whole = scratch("whole");
+    let status = demo(&whole).status().unwrap();
+    assert!(status.success(), "uninterrupted run failed");
+
+    // Kill the second run once its first PPO variant has passed a validation point.
+    let cut = scratch("cut");
+    let mut child = demo(&cut).spawn().unwrap();
+    let progress = cut.join("runs/ppo-none/progress.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while !progress.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "run ended before PPO");
+        assert!(std::time::Instant::now() < deadline, "no PPO progress");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!cut.join("results.json").exists(), "killed too late");
+
+    let out = demo(&cut).output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "resumed run failed:\n{log}");
+    assert!(log.contains("verifier reused"), "{log}");
+    assert!(log.contains("resumed at batch"), "{log}");
+    let (a, b) = (
+        read_json(&whole.join("results.json")),
+        read_json(&cut.join("results.json")),
+    );
+    assert_eq!(a["models"], b["models"]);
+    assert_eq!(
+        a["stages"]["ppo"][0]["validation"],
+        b["stages"]["ppo"][0]["validation"]
+    );
+    // metrics.jsonl lists each batch once, however often it ran.
+    let lines = std::fs::read_to_string(cut.join("runs/ppo-none/metrics.jsonl")).unwrap();
+    let batches: Vec<u64> = lines
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["batch"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(batches, (0..batches.len() as u64).collect::<Vec<_>>());
+    let _ = std::fs::remove_dir_all(&whole);
+    let _ = std::fs::remove_dir_all(&cut);
+}

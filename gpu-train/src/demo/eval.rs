@@ -20,7 +20,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use reward_core::vocab::Expansion;
 use reward_core::{EntityId, Matcher, Vocabulary};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use super::task::{Judged, WorldTask};
@@ -72,16 +72,23 @@ pub fn caption_all(
 }
 
 /// A value with its standard error over images.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Estimate {
     /// The value.
+    #[serde(deserialize_with = "nan_if_null")]
     pub value: f64,
     /// Its standard error.
+    #[serde(deserialize_with = "nan_if_null")]
     pub se: f64,
 }
 
+/// JSON writes NaN (a rate with no cases) as `null`; read it back as NaN.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 /// The report's metrics of one model on one split.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
     /// Images captioned.
     pub images: usize,
@@ -102,13 +109,14 @@ pub struct Metrics {
     /// Object-level F1 of precision (1 - CHAIR_i) and recall: the
     /// checkpoint-selection criterion, which punishes both hallucinating and
     /// naming nothing.
+    #[serde(deserialize_with = "nan_if_null")]
     pub f1: f64,
 }
 
 /// How often a paired class B is named, by what the image holds (every
 /// image contributes one case per paired class; ratios of sums over images,
 /// standard errors by the delta method).
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PairRates {
     /// P(names B | B's partner A is drawn, B is not): the planted bias
     /// (training captions do this in `bias_rate` of such cases).

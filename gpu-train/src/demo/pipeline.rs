@@ -177,6 +177,8 @@ pub struct DemoResults {
     pub models: Vec<ModelResult>,
     /// SFT captions with mentions below the band's lower edge removed.
     pub filtered: Metrics,
+    /// Variants asked for but not run: (name, why).
+    pub skipped: Vec<(String, String)>,
     /// AUROC of token-level and sentence-level scores on SFT test mentions.
     pub auroc: Option<(f64, f64)>,
     /// Detection scores behind it (Figure 1 on the test split).
@@ -275,6 +277,7 @@ pub fn run(world: &World, spec: &DemoSpec, out: &Path) -> Result<DemoResults> {
         Ok(json!({
             "steps": r.steps, "final_loss": r.final_loss, "seconds": r.seconds,
             "auroc_present": r.auroc_present, "auroc_partner": r.auroc_partner,
+            "auroc_caption": r.auroc_caption,
         }))
     })?;
     stages.insert("verifier".into(), v["report"].clone());
@@ -335,6 +338,10 @@ pub fn run(world: &World, spec: &DemoSpec, out: &Path) -> Result<DemoResults> {
         "baselines".into(),
         baseline_summary(&object, &sentence, spec)?,
     );
+    // Unusable sentence-level baselines stop only the ablation that needs them.
+    let sentence_problem = sentence.class_means().err().map(|e| {
+        format!("its eq. 7 baselines are unusable ({e}), so eq. 8 has no band at sentence level")
+    });
     timings.push(("baselines".into(), t.elapsed().as_secs_f64()));
 
     let greedy =
@@ -362,8 +369,14 @@ pub fn run(world: &World, spec: &DemoSpec, out: &Path) -> Result<DemoResults> {
     drop(sft);
 
     let mut variants = Vec::new();
+    let mut skipped = Vec::new();
     for &mode in &spec.variants {
         let name = variant_name(mode);
+        if let (RewardMode::Sentence, Some(why)) = (mode, &sentence_problem) {
+            eprintln!("{name:>14} skipped: {why}");
+            skipped.push((name.to_string(), why.clone()));
+            continue;
+        }
         let t = Instant::now();
         // LoRA A matrices come from libtorch's global generator: seed it so every
         // variant starts from the same adapters, whatever ran before it.
@@ -379,6 +392,7 @@ pub fn run(world: &World, spec: &DemoSpec, out: &Path) -> Result<DemoResults> {
             &ppo_train,
             &val,
             &run_dir,
+            &fingerprints.ppo,
             &mut |d, n, msg| {
                 pb.set_length(n);
                 pb.set_position(d);
@@ -414,6 +428,7 @@ pub fn run(world: &World, spec: &DemoSpec, out: &Path) -> Result<DemoResults> {
         stages: Value::Object(stages),
         models,
         filtered,
+        skipped,
         auroc: detection.auroc(),
         detection,
         timings,
@@ -462,7 +477,7 @@ fn baseline_stage(
         &scores.token_correct,
         &scores.token_hallucinated,
     )?;
-    let sentence = baselines(
+    let sentence = crate::trainer::baseline::collect_baselines(
         ScoreLevel::Sentence,
         info,
         &scores.sentence_correct,
@@ -484,9 +499,20 @@ fn baseline_summary(object: &Baselines, sentence: &Baselines, spec: &DemoSpec) -
             "s_min": bounds.s_min(), "s_max": bounds.s_max(),
         }))
     };
+    let sentence = match one(sentence, RewardMode::Sentence) {
+        Ok(v) => v,
+        Err(e) => {
+            let (c, h) = (&sentence.correct, &sentence.hallucinated);
+            json!({
+                "error": e.to_string(),
+                "s_c": c.mean(), "s_h": h.mean(),
+                "n_correct": c.count(), "n_hallucinated": h.count(),
+            })
+        }
+    };
     Ok(json!({
         "token": one(object, RewardMode::Token)?,
-        "sentence": one(sentence, RewardMode::Sentence)?,
+        "sentence": sentence,
     }))
 }
 

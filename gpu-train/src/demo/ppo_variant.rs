@@ -6,14 +6,20 @@
 //! object-level F1 is kept (never the test images; F1 punishes both
 //! hallucinating and naming nothing). Every variant gets the same number of
 //! rollout batches, so the same compute budget.
+//!
+//! A variant killed part-way resumes where it stopped: the trainer
+//! checkpoints at every validation point, and `progress.json` (validation
+//! history, best F1) and `best-adapter.safetensors` (the kept adapters) are
+//! replaced atomically after each validation. A run directory written under
+//! other settings (another PPO fingerprint) is cleared and started afresh.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use reward_core::reward::{Repeats, RewardMode};
 use reward_core::{Baselines, RewardConfig, TokenRewarder};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use super::eval::{Metrics, caption_all, measure};
@@ -118,10 +124,16 @@ pub fn reward_config(
         (Some(k), RewardMode::Sentence) => class_range(sentence, k)?,
         _ => (None, None),
     };
+    // Each level's band needs only its own baselines: a token run must not
+    // fail because the sentence-level scores do not separate.
+    let sentence_margin = match mode {
+        RewardMode::Sentence => gap(sentence)?,
+        _ => RewardConfig::default().sentence_margin,
+    };
     Ok(RewardConfig {
         mode,
         margin: gap(object)?,
-        sentence_margin: gap(sentence)?,
+        sentence_margin,
         beta: spec.beta,
         repeats: spec.repeats,
         score_min,
@@ -159,9 +171,78 @@ fn train_config(spec: &PpoSpec, reward: RewardConfig, run_dir: &Path) -> TrainCo
     t.seed = spec.seed;
     t.passes = 1;
     t.warmup_steps = 2;
-    t.checkpoint_every = spec.batches.max(1);
+    // Checkpoints at the validation points, where `progress.json` is written.
+    t.checkpoint_every = spec.eval_every.max(1);
     t.out_dir = run_dir.to_path_buf();
     cfg
+}
+
+/// Validation history of a variant's run directory, for resuming it.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Progress {
+    /// The PPO fingerprint of the settings the run was started with.
+    fingerprint: String,
+    /// (batch, validation metrics) at each validation point so far.
+    validation: Vec<(u64, Metrics)>,
+    /// (F1, batch) of the adapters in `best-adapter.safetensors`.
+    best: Option<(f64, u64)>,
+    /// Mean reward and KL of the last rollout batch run.
+    last: (f64, f64),
+}
+
+const PROGRESS: &str = "progress.json";
+const BEST: &str = "best-adapter.safetensors";
+
+/// The run directory's progress when it was written under `fingerprint`
+/// and has a checkpoint to resume from; otherwise the directory's training
+/// state is removed and a fresh progress returned.
+fn open_run(run_dir: &Path, fingerprint: &str) -> Result<(Progress, bool)> {
+    let path = run_dir.join(PROGRESS);
+    let stored = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Progress>(&t).ok())
+        .filter(|p| p.fingerprint == fingerprint);
+    let has_checkpoint = crate::trainer::checkpoint::latest(run_dir)
+        .ok()
+        .flatten()
+        .is_some();
+    if let (Some(p), true) = (stored, has_checkpoint) {
+        return Ok((p, true));
+    }
+    for stale in ["checkpoints", "selected-adapter"] {
+        let d = run_dir.join(stale);
+        if d.exists() {
+            std::fs::remove_dir_all(&d).with_context(|| format!("removing {}", d.display()))?;
+        }
+    }
+    for stale in [PROGRESS, BEST, "metrics.jsonl"] {
+        let f = run_dir.join(stale);
+        if f.exists() {
+            std::fs::remove_file(&f).with_context(|| format!("removing {}", f.display()))?;
+        }
+    }
+    let fresh = Progress {
+        fingerprint: fingerprint.to_string(),
+        ..Progress::default()
+    };
+    Ok((fresh, false))
+}
+
+/// Writes `tensors` to `path` through a temporary file and a rename.
+fn write_best(path: &Path, tensors: &BTreeMap<String, Tensor>) -> Result<()> {
+    let tmp: PathBuf = path.with_extension("safetensors.tmp");
+    let list: Vec<(String, Tensor)> = tensors
+        .iter()
+        .map(|(k, v)| (k.clone(), v.shallow_clone()))
+        .collect();
+    crate::llava::write_safetensors(&list, &tmp)?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+}
+
+fn read_best(path: &Path) -> Result<BTreeMap<String, Tensor>> {
+    let list =
+        Tensor::read_safetensors(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(list.into_iter().collect())
 }
 
 fn snapshot(model: &LlavaModel) -> BTreeMap<String, Tensor> {
@@ -199,6 +280,8 @@ pub fn validate(
 }
 
 /// Trains one variant and leaves the model holding the selected adapters.
+/// `fingerprint` names the settings: a run directory holding a run of the
+/// same fingerprint is resumed from its last validation point.
 #[allow(clippy::too_many_arguments)]
 pub fn train_variant(
     model: &LlavaModel,
@@ -208,6 +291,7 @@ pub fn train_variant(
     train: &WorldTask,
     val: &WorldTask,
     run_dir: &Path,
+    fingerprint: &str,
     progress: &mut dyn FnMut(u64, u64, &str),
 ) -> Result<VariantReport> {
     let start = std::time::Instant::now();
@@ -229,37 +313,61 @@ pub fn train_variant(
     }
     let cfg = train_config(spec, reward, run_dir);
     let tok = train.tokenizer().inner().clone();
+    std::fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+    let (mut state, resumable) = open_run(run_dir, fingerprint)?;
     let mut trainer = Trainer::new(cfg, model, &tok, train, rewarder, run_dir)?;
+    let mut best = None;
+    if resumable && trainer.resume()? {
+        if state.best.is_some() {
+            best = Some(read_best(&run_dir.join(BEST))?);
+        }
+        eprintln!(
+            "{:>14} resumed at batch {} of {} from {}",
+            variant_name(mode),
+            trainer.state.batches_done,
+            spec.batches,
+            run_dir.display()
+        );
+    }
     let eval_batch = spec.batch_size.max(32);
-    let mut best: Option<(f64, u64, BTreeMap<String, Tensor>)> = None;
-    let mut validation = Vec::new();
-    let (mut last_reward, mut last_kl) = (0.0, 0.0);
-    while trainer.state.batches_done < spec.batches {
-        let step = spec
-            .eval_every
-            .min(spec.batches - trainer.state.batches_done);
+    loop {
+        let done = trainer.state.batches_done;
+        let validated = state.validation.last().map_or(0, |(b, _)| *b);
+        if done > validated {
+            let m = validate(model, val, spec, eval_batch)?;
+            if state.best.is_none_or(|(f1, _)| m.f1 > f1) {
+                let snap = snapshot(model);
+                write_best(&run_dir.join(BEST), &snap)?;
+                best = Some(snap);
+                state.best = Some((m.f1, done));
+            }
+            state.validation.push((done, m));
+            super::report::write_atomic(
+                &run_dir.join(PROGRESS),
+                &serde_json::to_string_pretty(&state)?,
+            )?;
+        }
+        if done >= spec.batches {
+            break;
+        }
+        let step = spec.eval_every.min(spec.batches - done);
         trainer.run(Some(step), |m| {
-            last_reward = m.reward;
-            last_kl = m.kl;
+            state.last = (m.reward, m.kl);
             let msg = format!("reward {:.3} kl {:.4}", m.reward, m.kl);
             progress(m.batch + 1, spec.batches, &msg);
         })?;
-        let done = trainer.state.batches_done;
-        let m = validate(model, val, spec, eval_batch)?;
-        if best.as_ref().is_none_or(|(f1, _, _)| m.f1 > *f1) {
-            best = Some((m.f1, done, snapshot(model)));
-        }
-        validation.push((done, m));
     }
-    let (_, selected_batch, saved) = best.context("no PPO batch ran (batches = 0)")?;
+    let (Some(saved), Some((_, selected_batch))) = (best, state.best) else {
+        bail!("no PPO batch ran (batches = 0)");
+    };
     restore(model, &saved)?;
     Ok(VariantReport {
         name: variant_name(mode).into(),
         batches: trainer.state.batches_done,
         selected_batch,
-        validation,
-        last_reward,
-        last_kl,
+        validation: state.validation,
+        last_reward: state.last.0,
+        last_kl: state.last.1,
         seconds: start.elapsed().as_secs_f64(),
     })
 }

@@ -73,6 +73,7 @@ pub fn results_json(r: &DemoResults) -> Value {
         "auroc_token": r.auroc.map(|a| a.0),
         "auroc_sentence": r.auroc.map(|a| a.1),
         "reference_rows": { "sft+verifier-filter": model_json(&r.filtered) },
+        "skipped": r.skipped.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
         "world": r.world,
         "stages": r.stages,
         "seconds": r.timings.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
@@ -134,19 +135,35 @@ pub fn pair_table(r: &DemoResults) -> String {
     t
 }
 
+/// Why `name` has no row: the recorded reason, or that it was not asked for.
+fn skip_reason<'a>(r: &'a DemoResults, name: &str) -> &'a str {
+    r.skipped
+        .iter()
+        .find(|(n, _)| n == name)
+        .map_or("not in --variants", |(_, why)| why.as_str())
+}
+
 fn metrics_of<'a>(r: &'a DemoResults, name: &str) -> Option<&'a Metrics> {
     r.models.iter().find(|m| m.name == name).map(|m| &m.metrics)
 }
 
+/// How a claim came out: `Some(holds)`, or `None` when a model it needs
+/// was not run (a `--variants` subset, or a variant skipped with a reason).
+pub type Verdict = Option<bool>;
+
+/// The verdict's word for the report and the console.
+pub fn verdict_word(v: Verdict) -> &'static str {
+    match v {
+        Some(true) => "holds",
+        Some(false) => "does NOT hold",
+        None => "not measured",
+    }
+}
+
 /// The paper's claims, each with what was measured and whether it holds.
-pub fn claims(r: &DemoResults) -> Vec<(String, bool)> {
+pub fn claims(r: &DemoResults) -> Vec<(String, Verdict)> {
     let mut out = Vec::new();
-    let (Some(sft), Some(tok), Some(sen), Some(none)) = (
-        metrics_of(r, "sft"),
-        metrics_of(r, "fisao-token"),
-        metrics_of(r, "ppo-sentence"),
-        metrics_of(r, "ppo-none"),
-    ) else {
+    let (Some(sft), Some(tok)) = (metrics_of(r, "sft"), metrics_of(r, "fisao-token")) else {
         return out;
     };
     let rel = if sft.chair_i.value > 0.0 {
@@ -161,7 +178,7 @@ pub fn claims(r: &DemoResults) -> Vec<(String, bool)> {
             tok.chair_i.value,
             -100.0 * rel
         ),
-        rel >= 0.30,
+        Some(rel >= 0.30),
     ));
     let drec = tok.recall.value - sft.recall.value;
     out.push((
@@ -171,24 +188,36 @@ pub fn claims(r: &DemoResults) -> Vec<(String, bool)> {
             tok.recall.value,
             100.0 * drec
         ),
-        drec.abs() <= 0.05,
+        Some(drec.abs() <= 0.05),
     ));
-    for (other, m) in [("PPO-sentence", sen), ("PPO-none (KL only)", none)] {
-        out.push((
-            format!(
-                "FiSAO-token has a lower CHAIR_i than {other}: {} vs {}",
-                cell(tok.chair_i, 3),
-                cell(m.chair_i, 3)
+    for (other, name) in [
+        ("PPO-sentence", "ppo-sentence"),
+        ("PPO-none (KL only)", "ppo-none"),
+    ] {
+        out.push(match metrics_of(r, name) {
+            Some(m) => (
+                format!(
+                    "FiSAO-token has a lower CHAIR_i than {other}: {} vs {}",
+                    cell(tok.chair_i, 3),
+                    cell(m.chair_i, 3)
+                ),
+                Some(tok.chair_i.value < m.chair_i.value),
             ),
-            tok.chair_i.value < m.chair_i.value,
-        ));
+            None => (
+                format!(
+                    "FiSAO-token has a lower CHAIR_i than {other}: {other} was not run ({})",
+                    skip_reason(r, name)
+                ),
+                None,
+            ),
+        });
     }
     if let Some((t, s)) = r.auroc {
         out.push((
             format!(
                 "token-level scores detect hallucinated mentions better than sentence-level: AUROC {t:.3} vs {s:.3}"
             ),
-            t > s,
+            Some(t > s),
         ));
     }
     out
@@ -274,17 +303,16 @@ pub fn markdown(r: &DemoResults, test: &WorldTask) -> String {
         r.models.first().map_or(0, |m| m.metrics.images)
     );
     s += &table(r);
+    for (name, why) in &r.skipped {
+        let _ = writeln!(s, "\n**{name} was not run:** {why}");
+    }
     s += "\n## The planted bias\n\n\
           Training captions name the missing partner of a pair in `bias_rate` of the images that hold \
           only one partner. Each image counts once per paired class; ± is one standard error over images.\n\n";
     s += &pair_table(r);
     s += "\n## The paper's claims, as measured here\n\n";
-    for (text, holds) in claims(r) {
-        let _ = writeln!(
-            s,
-            "- [{}] {text}",
-            if holds { "holds" } else { "does NOT hold" }
-        );
+    for (text, verdict) in claims(r) {
+        let _ = writeln!(s, "- [{}] {text}", verdict_word(verdict));
     }
     s += "\n## Figures\n\n![Figure 1](figure1.svg)\n\n![Figure 4](figure4.svg)\n\n";
     s += "Figure 1 is drawn from sampled SFT captions of training images (the baseline stage).\n\n";

@@ -87,6 +87,22 @@ pub fn baselines(
     correct: &[f64],
     hallucinated: &[f64],
 ) -> Result<Baselines> {
+    let b = collect_baselines(level, verifier, correct, hallucinated)?;
+    // Refuse baselines eq. 8 cannot use (an empty class, s_c <= s_h), as method.md asks.
+    b.class_means()
+        .map_err(|e| anyhow!("{level:?}-level baselines: {e}"))?;
+    Ok(b)
+}
+
+/// The accumulated scores without the check that eq. 8 can use them, for a
+/// caller that reports unusable baselines instead of stopping (the demo
+/// skips the sentence-level ablation when its classes do not separate).
+pub fn collect_baselines(
+    level: ScoreLevel,
+    verifier: &VerifierInfo,
+    correct: &[f64],
+    hallucinated: &[f64],
+) -> Result<Baselines> {
     let mut b = Baselines::new(level, verifier.clone());
     for (class, xs) in [
         (ScoreClass::Correct, correct),
@@ -96,9 +112,6 @@ pub fn baselines(
             b.push(class, x).map_err(|e| anyhow!("{e}"))?;
         }
     }
-    // Refuse baselines eq. 8 cannot use (an empty class, s_c <= s_h), as method.md asks.
-    b.class_means()
-        .map_err(|e| anyhow!("{level:?}-level baselines: {e}"))?;
     Ok(b)
 }
 

@@ -93,6 +93,27 @@ impl MetricsWriter {
     }
 }
 
+/// Drops the lines of batches at or after `batches_done` from a metrics file
+/// (replaced atomically), so a run resumed from an earlier checkpoint does
+/// not list the batches it runs again twice. A missing file is left missing.
+pub fn truncate_metrics(path: &Path, batches_done: u64) -> Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let kept: Vec<BatchMetrics> = read_metrics(path)?
+        .into_iter()
+        .filter(|m| m.batch < batches_done)
+        .collect();
+    let mut text = String::new();
+    for m in &kept {
+        text += &serde_json::to_string(m)?;
+        text.push('\n');
+    }
+    let tmp = path.with_extension("jsonl.tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+}
+
 /// Reads a metrics file back (tests, reports); the error names the line.
 pub fn read_metrics(path: &Path) -> Result<Vec<BatchMetrics>> {
     let text =

@@ -117,6 +117,8 @@ impl<'a> Trainer<'a> {
             );
         }
         self.opt.load_state(&opt_state)?;
+        // Batches logged after this checkpoint will run again.
+        super::metrics::truncate_metrics(&self.run_dir.join("metrics.jsonl"), state.batches_done)?;
         self.state = state;
         tracing::info!(
             "resumed from {} at batch {}",
