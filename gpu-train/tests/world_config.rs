@@ -63,6 +63,19 @@ fn shipped_worlds_load() {
         World::from_file(&path).unwrap().summary_json(),
         world.summary_json()
     );
+    // The second full-size world (other classes, two-word names, 5 pairs).
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../worlds/street.toml");
+    let street = World::from_file(&path).unwrap();
+    assert_eq!(street.classes().len(), 12);
+    assert_eq!(street.config().pairs.len(), 5);
+    assert_eq!(
+        street
+            .partner(street.class_id("dining table").unwrap())
+            .map(|p| p.0),
+        street.class_id("chair")
+    );
+    let stats = street.stats(Split::Train, 2000);
+    assert!(stats.bias_rate() > 0.3, "{}", stats.bias_rate());
 }
 
 #[test]
