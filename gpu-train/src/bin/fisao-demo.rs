@@ -38,6 +38,10 @@ struct Args {
     /// Peak learning rate of the PPO adapters.
     #[arg(long)]
     ppo_lr: Option<f64>,
+    /// Sampling temperature of the PPO rollouts of every variant (evaluation
+    /// stays greedy).
+    #[arg(long, value_name = "T")]
+    rollout_temperature: Option<f64>,
     /// KL coefficient beta of every variant.
     #[arg(long)]
     beta: Option<f64>,
@@ -92,6 +96,12 @@ fn apply_overrides(spec: &mut DemoSpec, args: &Args, world: &World) -> Result<()
             bail!("--ppo-lr {lr}: expected a positive learning rate");
         }
         spec.ppo.learning_rate = lr;
+    }
+    if let Some(t) = args.rollout_temperature {
+        if !(t.is_finite() && t > 0.0) {
+            bail!("--rollout-temperature {t}: expected a positive temperature");
+        }
+        spec.ppo.temperature = t;
     }
     if let Some(b) = args.beta {
         if !(b.is_finite() && b >= 0.0) {
