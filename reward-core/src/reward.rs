@@ -110,6 +110,12 @@ pub enum Repeats {
     First,
     /// No rule: every mention is scored by eq. 8.
     All,
+    /// `-|eq. 8|` of the repeat's own score: on eq. 8's scale rather than
+    /// its minimum, and never positive, so a grounded object named again
+    /// gives back what naming it earned (nothing to farm) and a
+    /// hallucinated one named again costs again. Not in the paper: a
+    /// reconstruction option studied in docs/demo.md.
+    Negative,
 }
 
 /// Where a mention's reward goes among the tokens of its span.
@@ -817,6 +823,7 @@ impl TokenRewarder {
                 (false, _) | (true, Repeats::All) => bounds.eq8(m.score),
                 (true, Repeats::Penalise) => self.config.repeat_reward,
                 (true, Repeats::First) => 0.0,
+                (true, Repeats::Negative) => -bounds.eq8(m.score).abs(),
             };
             summary.mentions += 1;
             summary.repeats += usize::from(repeat);
@@ -1123,6 +1130,14 @@ mod tests {
         });
         let out = soft.rewards(&response(&m)).unwrap();
         assert!(close(out.object[5], -0.25));
+        // The repeat (eq. 8 = +0.8 under `all`) gives it back under `negative`.
+        let negative = rewarder(RewardConfig {
+            repeats: Repeats::Negative,
+            ..config()
+        });
+        let out = negative.rewards(&response(&m)).unwrap();
+        assert!(all_close(&out.object, &[0.0, 0.5, 0.0, -0.5, 0.0, -0.8]));
+        assert_eq!(out.summary.negative, 2);
     }
 
     #[test]

@@ -53,7 +53,7 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     variants: Option<Vec<String>>,
     /// Repeated-mentions rule of the token reward: penalise, first or all
-    /// (method.md section 6).
+    /// (method.md section 6), or negative (-|eq. 8|, a study option).
     #[arg(long)]
     repeats: Option<String>,
     /// eq. 8's s_min / s_max at K standard deviations beyond the class means
@@ -120,7 +120,8 @@ fn apply_overrides(spec: &mut DemoSpec, args: &Args, world: &World) -> Result<()
             "penalise" => Repeats::Penalise,
             "first" => Repeats::First,
             "all" => Repeats::All,
-            other => bail!("--repeats {other:?}: expected penalise, first or all"),
+            "negative" => Repeats::Negative,
+            other => bail!("--repeats {other:?}: expected penalise, first, all or negative"),
         };
     }
     if let Some(k) = args.score_range_sd {
