@@ -79,15 +79,13 @@ impl Attention {
             unsafe { self.head(qkv, seqs[s].clone(), h, causal, scores, out) }
         };
         #[cfg(feature = "parallel")]
-        {
+        if super::ops::pool_threaded() {
             use rayon::prelude::*;
             tasks.par_iter().for_each_init(Vec::new, run);
+            return;
         }
-        #[cfg(not(feature = "parallel"))]
-        {
-            let mut scores = Vec::new();
-            tasks.iter().for_each(|t| run(&mut scores, t));
-        }
+        let mut scores = Vec::new();
+        tasks.iter().for_each(|t| run(&mut scores, t));
     }
 
     /// One head of one sequence: `softmax(q k^T / sqrt(d) + mask) v`

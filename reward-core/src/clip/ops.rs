@@ -528,20 +528,29 @@ fn erf(x: f32) -> f32 {
     (if x >= 0.0 { 1.0 - erfc } else { erfc - 1.0 }) as f32
 }
 
+/// Whether rayon's pool has more than one thread (`parallel` only). With a
+/// single thread the row passes, heads and GEMM tasks run inline on the
+/// caller: handing them to the pool's one worker only adds a wake-up and a
+/// blocked caller per op (milliseconds on a loaded machine).
+#[cfg(feature = "parallel")]
+pub(crate) fn pool_threaded() -> bool {
+    rayon::current_num_threads() > 1
+}
+
 /// Runs `f` on each `width`-wide row of `x`, over rayon with `parallel`.
 pub(crate) fn for_each_row<F>(x: &mut [f32], width: usize, f: F)
 where
     F: Fn(&mut [f32]) + Sync + Send,
 {
     #[cfg(feature = "parallel")]
-    {
+    if pool_threaded() {
         use rayon::prelude::*;
         // Chunks of rows keep the per-task overhead small against cheap rows.
         let rows_per_task = (16384 / width.max(1)).max(1);
         x.par_chunks_mut(width * rows_per_task)
             .for_each(|chunk| chunk.chunks_exact_mut(width).for_each(&f));
+        return;
     }
-    #[cfg(not(feature = "parallel"))]
     x.chunks_exact_mut(width).for_each(f);
 }
 
@@ -553,7 +562,7 @@ where
 {
     debug_assert_eq!(src.len(), dst.len());
     #[cfg(feature = "parallel")]
-    {
+    if pool_threaded() {
         use rayon::prelude::*;
         let chunk = width * (16384 / width.max(1)).max(1);
         dst.par_chunks_mut(chunk)
@@ -563,8 +572,8 @@ where
                     .zip(s.chunks_exact(width))
                     .for_each(|(d, s)| f(s, d))
             });
+        return;
     }
-    #[cfg(not(feature = "parallel"))]
     dst.chunks_exact_mut(width)
         .zip(src.chunks_exact(width))
         .for_each(|(d, s)| f(s, d));

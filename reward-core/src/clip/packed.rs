@@ -97,11 +97,8 @@ impl Panels {
             return;
         }
         let blocks = n.div_ceil(MC);
-        let row_step = row_step(
-            rows,
-            blocks,
-            threaded && rows * n * k >= threading_threshold(),
-        );
+        let parallel = threaded && use_threads(rows * n * k);
+        let row_step = row_step(rows, blocks, parallel);
         let tasks = blocks * rows.div_ceil(row_step);
         let out = DstPtr(dst.as_mut_ptr());
         let run = |t: usize| {
@@ -113,7 +110,7 @@ impl Panels {
             unsafe { self.task(x, out, r, cols, accumulate, &epilogue) };
         };
         #[cfg(feature = "parallel")]
-        if tasks > 1 {
+        if parallel && tasks > 1 {
             use rayon::prelude::*;
             (0..tasks).into_par_iter().for_each(run);
             return;
@@ -209,14 +206,17 @@ fn row_step(rows: usize, blocks: usize, threaded: bool) -> usize {
     rows
 }
 
-#[cfg(feature = "parallel")]
-fn threading_threshold() -> usize {
-    THREADING_THRESHOLD
-}
-
-#[cfg(not(feature = "parallel"))]
-fn threading_threshold() -> usize {
-    usize::MAX
+/// Whether a GEMM of `work` multiply-adds goes to the thread pool: only
+/// when it is big enough and the pool has a second thread (see
+/// `ops::pool_threaded`).
+fn use_threads(work: usize) -> bool {
+    #[cfg(feature = "parallel")]
+    return work >= THREADING_THRESHOLD && super::ops::pool_threaded();
+    #[cfg(not(feature = "parallel"))]
+    {
+        let _ = work;
+        false
+    }
 }
 
 /// The destination shared by the tasks (each writes its own block).
