@@ -187,7 +187,7 @@ impl Linear {
         out_dim: usize,
         with_bias: bool,
     ) -> Result<Self, ClipError> {
-        Self::stacked(&[vb.clone()], in_dim, out_dim, with_bias)
+        Self::stacked(core::slice::from_ref(vb), in_dim, out_dim, with_bias)
     }
 
     /// Loads the layers under `vbs` (all `[out_dim, in_dim]`) stacked into
