@@ -52,7 +52,8 @@ impl Panels {
         debug_assert_eq!(w.len(), out_dim * in_dim);
         let panels = out_dim.div_ceil(MR);
         let mut data = vec![0.0; panels * in_dim * MR];
-        for (p, panel) in data.chunks_exact_mut(in_dim * MR).enumerate() {
+        // `max(1)`: with in_dim 0 there is nothing to copy (chunks of 0 panic).
+        for (p, panel) in data.chunks_exact_mut(in_dim.max(1) * MR).enumerate() {
             let rows = MR.min(out_dim - p * MR);
             for (r, row) in w[p * MR * in_dim..]
                 .chunks_exact(in_dim)
@@ -94,6 +95,15 @@ impl Panels {
         );
         assert!(available(), "packed gemm: no AVX2/FMA");
         if rows == 0 || n == 0 {
+            return;
+        }
+        if k == 0 {
+            // An empty product: no depth block would run (and 0 / 0 blocks).
+            let dst = &mut dst[..rows * n];
+            if !accumulate {
+                dst.fill(0.0);
+            }
+            dst.chunks_exact_mut(n).for_each(|row| epilogue(row, 0));
             return;
         }
         let blocks = n.div_ceil(MC);
@@ -239,7 +249,13 @@ mod tests {
         if !available() {
             return;
         }
-        for &(rows, k, n) in &[(1, 3, 1), (7, 33, 21), (50, 1700, 150), (13, 768, 272)] {
+        for &(rows, k, n) in &[
+            (3, 0, 5),
+            (1, 3, 1),
+            (7, 33, 21),
+            (50, 1700, 150),
+            (13, 768, 272),
+        ] {
             let x: Vec<f32> = (0..rows * k)
                 .map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0)
                 .collect();
