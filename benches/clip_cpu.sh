@@ -34,4 +34,6 @@ m, py, rs = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
 for k in ["images_per_s", "texts_per_s"]:
     print(f"{m:14s} {k:13s} pytorch {py[k]:9.3f}  rust {rs[k]:9.3f}  ratio {rs[k] / py[k]:5.2f}x")
 PYEOF
+  # Other work on this small machine moves both halves by 10-20%: the load after each model says how much.
+  echo "load after $m: $(cut -d' ' -f1-3 /proc/loadavg)"
 done

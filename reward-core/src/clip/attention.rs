@@ -7,7 +7,6 @@
 //! one GEMM; each (sequence, head) pair is an independent task that writes
 //! its output straight into the shared context buffer.
 
-use alloc::vec;
 use alloc::vec::Vec;
 use core::ops::Range;
 
@@ -31,12 +30,10 @@ impl Attention {
         hidden: usize,
         num_heads: usize,
     ) -> Result<Self, ClipError> {
-        let q = Linear::new(&vb.pp("q_proj"), hidden, hidden, true)?;
-        let k = Linear::new(&vb.pp("k_proj"), hidden, hidden, true)?;
-        let v = Linear::new(&vb.pp("v_proj"), hidden, hidden, true)?;
+        let qkv = [vb.pp("q_proj"), vb.pp("k_proj"), vb.pp("v_proj")];
         let out_proj = Linear::new(&vb.pp("out_proj"), hidden, hidden, true)?;
         Ok(Self {
-            qkv: Linear::concat(vec![q, k, v]),
+            qkv: Linear::stacked(&qkv, hidden, hidden, true)?,
             out_proj,
             num_heads,
             head_dim: hidden / num_heads,
@@ -82,15 +79,13 @@ impl Attention {
             unsafe { self.head(qkv, seqs[s].clone(), h, causal, scores, out) }
         };
         #[cfg(feature = "parallel")]
-        {
+        if super::ops::pool_threaded() {
             use rayon::prelude::*;
             tasks.par_iter().for_each_init(Vec::new, run);
+            return;
         }
-        #[cfg(not(feature = "parallel"))]
-        {
-            let mut scores = Vec::new();
-            tasks.iter().for_each(|t| run(&mut scores, t));
-        }
+        let mut scores = Vec::new();
+        tasks.iter().for_each(|t| run(&mut scores, t));
     }
 
     /// One head of one sequence: `softmax(q k^T / sqrt(d) + mask) v`

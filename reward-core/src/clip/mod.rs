@@ -28,6 +28,8 @@ mod error;
 pub mod image;
 mod model;
 pub(crate) mod ops;
+#[cfg(target_arch = "x86_64")]
+mod packed;
 pub mod score;
 mod text;
 pub(crate) mod tokenizer;

@@ -6,7 +6,6 @@
 //! `transformers/activations.py` (`QuickGELUActivation`, `GELUActivation`,
 //! `NewGELUActivation`). Threads (rayon) only with the `parallel` feature.
 
-use alloc::vec;
 use alloc::vec::Vec;
 
 use super::config::Activation;
@@ -152,10 +151,32 @@ pub(crate) unsafe fn matmul_raw(
 
 /// `torch.nn.Linear`: weight `[out, in]`, optional bias `[out]`.
 pub(crate) struct Linear {
-    weight: Vec<f32>,
+    weight: Weight,
     bias: Option<Vec<f32>>,
     in_dim: usize,
     out_dim: usize,
+}
+
+/// A linear layer's weight in the layout its GEMM reads.
+enum Weight {
+    /// `[out, in]` row-major, multiplied through `gemm::gemm` (which packs
+    /// it on every call).
+    Rows(Vec<f32>),
+    /// Packed once at load for the AVX2 + FMA micro-kernel (`packed.rs`).
+    #[cfg(target_arch = "x86_64")]
+    Panels(super::packed::Panels),
+}
+
+impl Weight {
+    /// Packs the row-major `[out, in]` weight when this CPU runs the packed path.
+    fn new(weight: Vec<f32>, in_dim: usize, out_dim: usize) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if super::packed::available() {
+            return Weight::Panels(super::packed::Panels::pack(&weight, out_dim, in_dim));
+        }
+        let _ = (in_dim, out_dim);
+        Weight::Rows(weight)
+    }
 }
 
 impl Linear {
@@ -166,18 +187,33 @@ impl Linear {
         out_dim: usize,
         with_bias: bool,
     ) -> Result<Self, ClipError> {
-        let weight = vb.get("weight", &[out_dim, in_dim])?;
-        let bias = if with_bias {
-            Some(vb.get("bias", &[out_dim])?)
-        } else {
-            None
-        };
-        Ok(Self {
+        Self::stacked(core::slice::from_ref(vb), in_dim, out_dim, with_bias)
+    }
+
+    /// Loads the layers under `vbs` (all `[out_dim, in_dim]`) stacked into
+    /// one `[vbs.len() * out_dim, in_dim]` layer (e.g. q, k, v -> qkv), so a
+    /// single GEMM computes all of them.
+    pub(crate) fn stacked(
+        vbs: &[VarBuilder<'_, '_>],
+        in_dim: usize,
+        out_dim: usize,
+        with_bias: bool,
+    ) -> Result<Self, ClipError> {
+        let total = vbs.len() * out_dim;
+        let mut weight = Vec::with_capacity(total * in_dim);
+        let mut bias = Vec::with_capacity(if with_bias { total } else { 0 });
+        for vb in vbs {
+            weight.extend(vb.get("weight", &[out_dim, in_dim])?);
+            if with_bias {
+                bias.extend(vb.get("bias", &[out_dim])?);
+            }
+        }
+        Ok(Self::from_parts(
             weight,
-            bias,
+            with_bias.then_some(bias),
             in_dim,
-            out_dim,
-        })
+            total,
+        ))
     }
 
     /// A layer from loaded parts: `weight` is `[out_dim, in_dim]` row-major.
@@ -189,29 +225,8 @@ impl Linear {
     ) -> Self {
         debug_assert_eq!(weight.len(), in_dim * out_dim);
         Self {
-            weight,
+            weight: Weight::new(weight, in_dim, out_dim),
             bias,
-            in_dim,
-            out_dim,
-        }
-    }
-
-    /// Stacks layers with one input width into one (e.g. q, k, v -> qkv),
-    /// so a single GEMM computes all of them.
-    pub(crate) fn concat(parts: Vec<Linear>) -> Self {
-        let in_dim = parts.first().map_or(0, |p| p.in_dim);
-        let out_dim = parts.iter().map(|p| p.out_dim).sum();
-        let mut weight = Vec::with_capacity(in_dim * out_dim);
-        let mut bias = Vec::with_capacity(out_dim);
-        let with_bias = parts.iter().all(|p| p.bias.is_some());
-        for p in parts {
-            debug_assert_eq!(p.in_dim, in_dim);
-            weight.extend_from_slice(&p.weight);
-            bias.extend(p.bias.unwrap_or_else(|| vec![0.0; p.out_dim]));
-        }
-        Self {
-            weight,
-            bias: with_bias.then_some(bias),
             in_dim,
             out_dim,
         }
@@ -226,8 +241,8 @@ impl Linear {
 
     /// `out = act(x @ W^T + b)`, reusing `out`'s allocation (resized to
     /// `[rows, out]`). The GEMM overwrites `out`; bias and activation follow
-    /// in one threaded pass over the rows, so the output is written by the
-    /// GEMM and touched once more, never zero-filled or bias-filled serially.
+    /// on each finished piece of a row (packed path) or in one threaded pass
+    /// over the rows, never as serial zero- or bias-fills.
     pub(crate) fn forward_into(
         &self,
         x: &[f32],
@@ -236,33 +251,55 @@ impl Linear {
         act: Option<Activation>,
     ) {
         out.resize(rows * self.out_dim, 0.0);
-        self.gemm_into(out, x, rows, false);
-        match (&self.bias, act) {
-            (None, None) => {}
-            (bias, act) => for_each_row(out, self.out_dim, |row| {
-                if let Some(bias) = bias {
-                    row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+        let bias = self.bias.as_deref();
+        let epilogue = |seg: &mut [f32], col: usize| {
+            if let Some(bias) = bias {
+                seg.iter_mut().zip(&bias[col..]).for_each(|(v, b)| *v += b);
+            }
+            if let Some(act) = act {
+                activate_row(seg, act);
+            }
+        };
+        match &self.weight {
+            #[cfg(target_arch = "x86_64")]
+            Weight::Panels(p) if bias.is_some() || act.is_some() => {
+                p.gemm(x, rows, out, false, true, epilogue)
+            }
+            #[cfg(target_arch = "x86_64")]
+            Weight::Panels(p) => p.gemm(x, rows, out, false, true, |_, _| {}),
+            Weight::Rows(w) => {
+                self.rows_gemm(w, out, x, rows, false);
+                if bias.is_some() || act.is_some() {
+                    for_each_row(out, self.out_dim, |row| epilogue(row, 0));
                 }
-                if let Some(act) = act {
-                    activate_row(row, act);
-                }
-            }),
+            }
         }
     }
 
     /// `residual += x @ W^T + b`: the residual add fused into the GEMM.
     pub(crate) fn forward_add(&self, x: &[f32], rows: usize, residual: &mut [f32]) {
-        if let Some(bias) = &self.bias {
-            for_each_row(residual, self.out_dim, |row| {
-                row.iter_mut().zip(bias).for_each(|(r, b)| *r += b)
-            });
+        let bias = self.bias.as_deref();
+        let add_bias = |seg: &mut [f32], col: usize| {
+            if let Some(bias) = bias {
+                seg.iter_mut().zip(&bias[col..]).for_each(|(r, b)| *r += b);
+            }
+        };
+        match &self.weight {
+            #[cfg(target_arch = "x86_64")]
+            Weight::Panels(p) => p.gemm(x, rows, residual, true, true, add_bias),
+            Weight::Rows(w) => {
+                if bias.is_some() {
+                    for_each_row(residual, self.out_dim, |row| add_bias(row, 0));
+                }
+                self.rows_gemm(w, residual, x, rows, true);
+            }
         }
-        self.gemm_into(residual, x, rows, true);
     }
 
-    fn gemm_into(&self, out: &mut [f32], x: &[f32], rows: usize, accumulate: bool) {
+    /// `gemm::gemm` against the row-major weight `w`.
+    fn rows_gemm(&self, w: &[f32], out: &mut [f32], x: &[f32], rows: usize, accumulate: bool) {
         let lhs = MatRef::dense(x, rows, self.in_dim);
-        let rhs = MatRef::dense(&self.weight, self.out_dim, self.in_dim).t();
+        let rhs = MatRef::dense(w, self.out_dim, self.in_dim).t();
         matmul(out, self.out_dim, accumulate, lhs, rhs, 1.0, true);
     }
 }
@@ -491,20 +528,29 @@ fn erf(x: f32) -> f32 {
     (if x >= 0.0 { 1.0 - erfc } else { erfc - 1.0 }) as f32
 }
 
+/// Whether rayon's pool has more than one thread (`parallel` only). With a
+/// single thread the row passes, heads and GEMM tasks run inline on the
+/// caller: handing them to the pool's one worker only adds a wake-up and a
+/// blocked caller per op (milliseconds on a loaded machine).
+#[cfg(feature = "parallel")]
+pub(crate) fn pool_threaded() -> bool {
+    rayon::current_num_threads() > 1
+}
+
 /// Runs `f` on each `width`-wide row of `x`, over rayon with `parallel`.
 pub(crate) fn for_each_row<F>(x: &mut [f32], width: usize, f: F)
 where
     F: Fn(&mut [f32]) + Sync + Send,
 {
     #[cfg(feature = "parallel")]
-    {
+    if pool_threaded() {
         use rayon::prelude::*;
         // Chunks of rows keep the per-task overhead small against cheap rows.
         let rows_per_task = (16384 / width.max(1)).max(1);
         x.par_chunks_mut(width * rows_per_task)
             .for_each(|chunk| chunk.chunks_exact_mut(width).for_each(&f));
+        return;
     }
-    #[cfg(not(feature = "parallel"))]
     x.chunks_exact_mut(width).for_each(f);
 }
 
@@ -516,7 +562,7 @@ where
 {
     debug_assert_eq!(src.len(), dst.len());
     #[cfg(feature = "parallel")]
-    {
+    if pool_threaded() {
         use rayon::prelude::*;
         let chunk = width * (16384 / width.max(1)).max(1);
         dst.par_chunks_mut(chunk)
@@ -526,8 +572,8 @@ where
                     .zip(s.chunks_exact(width))
                     .for_each(|(d, s)| f(s, d))
             });
+        return;
     }
-    #[cfg(not(feature = "parallel"))]
     dst.chunks_exact_mut(width)
         .zip(src.chunks_exact(width))
         .for_each(|(d, s)| f(s, d));
