@@ -9,7 +9,26 @@ use anyhow::{Result, bail};
 
 use crate::{cmd, setup};
 
-const OPTIONS: &[&str] = &["--world", "--out", "--seed", "--threads"];
+/// `fisao-demo`'s options that take a value (the study overrides included;
+/// docs/demo.md lists them).
+const OPTIONS: &[&str] = &[
+    "--world",
+    "--out",
+    "--seed",
+    "--threads",
+    "--ppo-batches",
+    "--ppo-lr",
+    "--rollout-temperature",
+    "--beta",
+    "--eval-every",
+    "--variants",
+    "--repeats",
+    "--score-range-sd",
+    "--verifier-epochs",
+    "--verifier-caption-weight",
+    "--sft-epochs",
+    "--remeasure",
+];
 
 /// Checks the options so a typo fails before a long build.
 fn check(args: &[String]) -> Result<()> {
