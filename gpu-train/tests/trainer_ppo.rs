@@ -349,6 +349,15 @@ fn trainer_rewarded_token_rises_and_not_without_reward() {
         mentions.iter().sum::<u64>() > 0,
         "the target was never sampled: {ms:?}"
     );
+    // Rejected first mentions are a subset of the negatively rewarded ones.
+    for m in &ms {
+        let first = (m.mentions - m.repeats) as f64;
+        assert!((0.0..=1.0).contains(&m.rejected_first_rate), "{m:?}");
+        assert!(
+            m.rejected_first_rate * first <= m.hallucination_rate * m.mentions as f64 + 1e-9,
+            "{m:?}"
+        );
+    }
     eprintln!(
         "p(target) before {p0:.4}, after token reward {p_token:.4}, after none {p_none:.4}; mentions per batch {mentions:?}"
     );

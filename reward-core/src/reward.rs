@@ -670,6 +670,9 @@ pub struct RewardSummary {
     pub positive: usize,
     /// Mentions whose final reward is below 0.
     pub negative: usize,
+    /// First mentions of an entity with a reward below 0: the verifier's
+    /// hallucinations, without the repeats that `negative` also counts.
+    pub rejected_first: usize,
     /// Sum of the object part (eq. 8 terms, repeat penalties, or the sentence reward).
     pub object_total: f64,
     /// Sum of the raw per-token KL estimates (before `beta`).
@@ -829,6 +832,7 @@ impl TokenRewarder {
             summary.repeats += usize::from(repeat);
             summary.positive += usize::from(value > 0.0);
             summary.negative += usize::from(value < 0.0);
+            summary.rejected_first += usize::from(!repeat && value < 0.0);
             self.place(m, value, object);
         }
         Ok(())
@@ -1138,6 +1142,7 @@ mod tests {
         let out = negative.rewards(&response(&m)).unwrap();
         assert!(all_close(&out.object, &[0.0, 0.5, 0.0, -0.5, 0.0, -0.8]));
         assert_eq!(out.summary.negative, 2);
+        assert_eq!(out.summary.rejected_first, 1);
     }
 
     #[test]

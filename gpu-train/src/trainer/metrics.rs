@@ -41,8 +41,14 @@ pub struct BatchMetrics {
     pub mentions: u64,
     /// Repeated mentions in the batch.
     pub repeats: u64,
-    /// Share of mentions with a negative reward (estimated hallucinations).
+    /// Share of mentions with a negative reward (estimated hallucinations
+    /// AND, under `repeats = penalise`, every repeat).
     pub hallucination_rate: f64,
+    /// Share of first mentions of an entity with a negative reward: the
+    /// verifier's hallucinations alone (absent from files written before
+    /// it existed, read as 0).
+    #[serde(default)]
+    pub rejected_first_rate: f64,
     /// Mean response length in tokens.
     pub response_tokens: f64,
     /// Gradient norm before clipping, last step.

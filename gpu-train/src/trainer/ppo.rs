@@ -336,6 +336,8 @@ impl<'a> Trainer<'a> {
         };
         let mentions: usize = ro.summaries.iter().map(|s| s.mentions).sum();
         let negative: usize = ro.summaries.iter().map(|s| s.negative).sum();
+        let repeats: usize = ro.summaries.iter().map(|s| s.repeats).sum();
+        let rejected: usize = ro.summaries.iter().map(|s| s.rejected_first).sum();
         BatchMetrics {
             batch,
             optimizer_steps: self.state.optimizer_steps,
@@ -350,7 +352,12 @@ impl<'a> Trainer<'a> {
             value_clip_frac: u.mean.value_clip_frac,
             entropy: u.mean.entropy,
             mentions: mentions as u64,
-            repeats: ro.summaries.iter().map(|s| s.repeats as u64).sum(),
+            repeats: repeats as u64,
+            rejected_first_rate: if mentions > repeats {
+                rejected as f64 / (mentions - repeats) as f64
+            } else {
+                0.0
+            },
             hallucination_rate: if mentions == 0 {
                 0.0
             } else {
