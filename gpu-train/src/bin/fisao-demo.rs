@@ -36,17 +36,17 @@ struct Args {
     #[arg(long)]
     ppo_batches: Option<u64>,
     /// Peak learning rate of the PPO adapters.
-    #[arg(long)]
+    #[arg(long, value_parser = positive)]
     ppo_lr: Option<f64>,
     /// Sampling temperature of the PPO rollouts of every variant (evaluation
     /// stays greedy).
-    #[arg(long, value_name = "T")]
+    #[arg(long, value_name = "T", value_parser = positive)]
     rollout_temperature: Option<f64>,
     /// KL coefficient beta of every variant.
-    #[arg(long)]
+    #[arg(long, value_parser = non_negative)]
     beta: Option<f64>,
     /// Validation (checkpoint-selection) evaluation every this many batches.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     eval_every: Option<u64>,
     /// PPO variants to run, comma-separated from none, sentence, token
     /// (default: all three; the report's claims need all three).
@@ -58,19 +58,19 @@ struct Args {
     repeats: Option<String>,
     /// eq. 8's s_min / s_max at K standard deviations beyond the class means
     /// of the baselines instead of the observed extremes.
-    #[arg(long, value_name = "K")]
+    #[arg(long, value_name = "K", value_parser = positive)]
     score_range_sd: Option<f64>,
     /// Passes of verifier training over the training split (enters the
     /// verifier's fingerprint, so the verifier and everything after it is retrained).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     verifier_epochs: Option<u64>,
     /// Weight of the verifier's caption loss next to its word loss (0 =
     /// object words only, the verifier before 2026-11-27 session 4).
-    #[arg(long, value_name = "W")]
+    #[arg(long, value_name = "W", value_parser = non_negative)]
     verifier_caption_weight: Option<f64>,
     /// Passes of SFT over the training split.
-    #[arg(long)]
-    sft_epochs: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    sft_epochs: Option<u64>,
     /// Re-measure the caption files `DIR/captions/*.jsonl` of an earlier run
     /// of this world against its ground truth (pair-partner rates included)
     /// and exit; no model is loaded.
@@ -78,8 +78,25 @@ struct Args {
     remeasure: Option<PathBuf>,
 }
 
-/// Applies the command line's overrides; they enter the stage fingerprints
-/// (a stage and every stage after it) and the report's settings through the spec.
+/// A finite number above 0 (clap value parser: the error names the flag).
+fn positive(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    (v.is_finite() && v > 0.0)
+        .then_some(v)
+        .ok_or_else(|| "expected a finite number above 0".into())
+}
+
+/// A finite number at or above 0 (clap value parser).
+fn non_negative(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    (v.is_finite() && v >= 0.0)
+        .then_some(v)
+        .ok_or_else(|| "expected a finite number >= 0".into())
+}
+
+/// Applies the command line's overrides (clap has checked their ranges);
+/// they enter the stage fingerprints (a stage and every stage after it) and
+/// the report's settings through the spec.
 fn apply_overrides(spec: &mut DemoSpec, args: &Args, world: &World) -> Result<()> {
     if let Some(n) = args.ppo_batches {
         let max = DemoSpec::max_ppo_batches(world, spec.ppo.batch_size);
@@ -92,27 +109,15 @@ fn apply_overrides(spec: &mut DemoSpec, args: &Args, world: &World) -> Result<()
         spec.ppo.batches = n;
     }
     if let Some(lr) = args.ppo_lr {
-        if !(lr.is_finite() && lr > 0.0) {
-            bail!("--ppo-lr {lr}: expected a positive learning rate");
-        }
         spec.ppo.learning_rate = lr;
     }
     if let Some(t) = args.rollout_temperature {
-        if !(t.is_finite() && t > 0.0) {
-            bail!("--rollout-temperature {t}: expected a positive temperature");
-        }
         spec.ppo.temperature = t;
     }
     if let Some(b) = args.beta {
-        if !(b.is_finite() && b >= 0.0) {
-            bail!("--beta {b}: expected a non-negative KL coefficient");
-        }
         spec.ppo.beta = b;
     }
     if let Some(e) = args.eval_every {
-        if e == 0 {
-            bail!("--eval-every 0: expected at least 1");
-        }
         spec.ppo.eval_every = e;
     }
     if let Some(r) = &args.repeats {
@@ -125,28 +130,16 @@ fn apply_overrides(spec: &mut DemoSpec, args: &Args, world: &World) -> Result<()
         };
     }
     if let Some(k) = args.score_range_sd {
-        if !(k.is_finite() && k > 0.0) {
-            bail!("--score-range-sd {k}: expected a positive number of standard deviations");
-        }
         spec.ppo.score_range_sd = Some(k);
     }
     if let Some(e) = args.verifier_epochs {
-        if e == 0 {
-            bail!("--verifier-epochs 0: expected at least 1");
-        }
         spec.verifier.epochs = e;
     }
     if let Some(w) = args.verifier_caption_weight {
-        if !(w.is_finite() && w >= 0.0) {
-            bail!("--verifier-caption-weight {w}: expected a finite number >= 0");
-        }
         spec.verifier.caption_weight = w;
     }
     if let Some(e) = args.sft_epochs {
-        if e == 0 {
-            bail!("--sft-epochs 0: expected at least 1");
-        }
-        spec.sft.epochs = e;
+        spec.sft.epochs = usize::try_from(e)?;
     }
     if let Some(names) = &args.variants {
         spec.variants = names
