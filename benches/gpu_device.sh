@@ -10,6 +10,10 @@
 #                                        # kernel, so a separate, slower run) on stderr
 #   AB=1 bash benches/gpu_device.sh      # also a run with the tensor-core GEMM off
 #                                        # (FISAO_GPU_COOP=0: the portable tiled kernel)
+#   SWEEP=1 bash benches/gpu_device.sh   # also every cooperative GEMM block shape
+#                                        # (FISAO_GPU_COOP_TILE) with fused and GEMM
+#                                        # attention (FISAO_GPU_ATTENTION), one line each,
+#                                        # and each shape's per-kernel profile (stderr)
 # The wgpu JSON line's "gemm" names the GEMM kernel that ran ("coop-16x16x16-f16-f32"
 # where the adapter has cooperative matrices, else "tiled-f32").
 # The wgpu JSON line has "per_call": submissions, dispatches, buffers, bind groups,
@@ -42,6 +46,17 @@ if [ "${AB:-0}" = 1 ]; then
   echo "A/B, GEMM forced to the tiled kernel:"
   FISAO_GPU_COOP=0 timeout 300 "$BIN" "$DIR" "$BATCH" "$REPEATS" ${PRECISION:-} | tail -1
 fi
+if [ "${SWEEP:-0}" = 1 ]; then
+  echo "sweep: block shape x attention (images/s):"
+  for tile in $("$BIN" --tiles); do
+    for attn in fused gemm; do
+      line=$(FISAO_GPU_COOP_TILE=$tile FISAO_GPU_ATTENTION=$attn timeout 120 "$BIN" "$DIR" "$BATCH" "$REPEATS" ${PRECISION:-} | tail -1) || line="failed: $?"
+      echo "sweep $tile $attn: $line"
+    done
+    echo "profile $tile gemm attention:" >&2
+    FISAO_GPU_PROFILE=1 FISAO_GPU_COOP_TILE=$tile FISAO_GPU_ATTENTION=gemm timeout 120 "$BIN" "$DIR" "$BATCH" 1 ${PRECISION:-} >/dev/null || echo "profile failed: $?" >&2
+  done
+fi
 rs=$(timeout 300 "$BIN" "$DIR" "$BATCH" "$REPEATS" ${PRECISION:-} | tail -1)
 echo "$rs"
 if [ "${PROFILE:-0}" = 1 ]; then
@@ -53,7 +68,7 @@ echo "$py"
 import json, sys
 rs, py = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 ratio = rs["images_per_s"] / py["images_per_s"]
-print(f"images/s  wgpu ({rs['adapter']}, {rs['precision']}, gemm {rs.get('gemm')}) {rs['images_per_s']:.2f}  "
+print(f"images/s  wgpu ({rs['adapter']}, {rs['precision']}, gemm {rs.get('gemm')}, attention {rs.get('attention')}) {rs['images_per_s']:.2f}  "
       f"pytorch ({py['device']}, {py['dtype']}) {py['images_per_s']:.2f}  ratio {ratio:.3f}x (goal >= 0.5x)")
 if "min_cosine_vs_wgpu" in py:
     print(f"parity: min cosine {py['min_cosine_vs_wgpu']}, max rel diff {py['max_rel_diff_vs_wgpu']}")

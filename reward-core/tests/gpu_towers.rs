@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use reward_core::clip::{ClipModel, Embeddings};
-use reward_core::gpu::{GpuClipModel, GpuContext, GpuError, GpuOptions, Precision};
+use reward_core::gpu::{
+    AttentionKernel, GpuClipModel, GpuContext, GpuError, GpuOptions, Precision,
+};
 
 const MODELS: &[&str] = &[
     "tiny-quickgelu",
@@ -152,6 +154,48 @@ fn towers_and_scores_match_the_cpu_path() {
                 &what("again"),
             );
         }
+    }
+}
+
+/// The image tower with attention forced onto the GEMM path (what the
+/// tensor-core devices run by default) against the CPU; the profile shows
+/// that its kernels, and not the fused one, ran.
+#[test]
+fn image_tower_with_gemm_attention_matches_the_cpu_path() {
+    for (precision, tol) in [(Precision::F32, 1e-4), (Precision::F16, 1e-2)] {
+        let options = GpuOptions {
+            precision: Some(precision),
+            attention: AttentionKernel::Gemm,
+            profile: true,
+            ..GpuOptions::default()
+        };
+        let Ok(ctx) = GpuContext::new(&options) else {
+            assert!(context(precision).is_none(), "{precision:?} opened before");
+            continue;
+        };
+        for name in ["tiny-quickgelu", "tiny-gelu-legacy-sharded"] {
+            let cpu = ClipModel::load(&fixture(name)).expect("cpu model");
+            let gpu = GpuClipModel::load(&ctx, &fixture(name)).expect("gpu model");
+            let v = &cpu.config().vision_config;
+            let n = 5;
+            let px = pixels(n * v.num_channels * v.image_size * v.image_size, 13);
+            let want = cpu.embed_images(&px, n).expect("cpu images");
+            let got = gpu.embed_images(&ctx, &px, n).expect("gpu images");
+            assert_close(
+                &got,
+                &want,
+                tol,
+                &format!("{name} {precision:?} gemm attention"),
+            );
+        }
+        let ran: Vec<String> = ctx.profile().into_iter().map(|k| k.kernel).collect();
+        for kernel in ["heads_split", "softmax_rows", "heads_merge"] {
+            assert!(ran.iter().any(|k| k == kernel), "{kernel} not in {ran:?}");
+        }
+        assert!(
+            !ran.iter().any(|k| k == "attention"),
+            "fused kernel ran: {ran:?}"
+        );
     }
 }
 

@@ -3,7 +3,8 @@
 //! `benches/gpu_device.sh`; `benches/gpu_device.py` is the PyTorch CUDA fp16
 //! half and uses the same weights and the same pixels.
 //!
-//! Usage: `gpu_device_bench <checkpoint dir> <batch> <repeats> [f32|f16]`.
+//! Usage: `gpu_device_bench <checkpoint dir> <batch> <repeats> [f32|f16]`
+//! (`gpu_device_bench --tiles` lists the cooperative GEMM's block shapes).
 //! Prints one JSON line, with the host-side operation counts of one warm
 //! call (submissions, buffers, bind groups, pipelines, readbacks); writes the
 //! embeddings of the first two images to `<dir>/gpu_embeddings.f32`
@@ -12,12 +13,17 @@
 //! overall) and prints the per-kernel table to stderr. The JSON's "gemm"
 //! names the GEMM kernel that ran (`coop-...`: tensor cores through wgpu
 //! cooperative matrices; `tiled-f32`: the portable kernel);
-//! `FISAO_GPU_COOP=0` forces the portable one for A/B runs.
+//! `FISAO_GPU_COOP=0` forces the portable one for A/B runs,
+//! `FISAO_GPU_COOP_TILE=<name>` picks the cooperative GEMM's block shape
+//! (`reward_core::gpu::COOP_TILES`), and `FISAO_GPU_ATTENTION=fused|gemm`
+//! the image tower's attention (default `auto`: GEMMs on tensor cores).
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use reward_core::gpu::{GpuClipModel, GpuContext, GpuOptions, GpuStats, Precision};
+use reward_core::gpu::{
+    AttentionKernel, CoopTile, GpuClipModel, GpuContext, GpuOptions, GpuStats, Precision,
+};
 
 /// Pixel `i` of the batch: a fixed smooth pattern in [-2, 2], also written by gpu_device.py.
 fn pixel(i: usize) -> f32 {
@@ -26,6 +32,13 @@ fn pixel(i: usize) -> f32 {
 
 fn main() -> Result<(), String> {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--tiles") {
+        // For benches/gpu_device.sh's SWEEP: the cooperative GEMM's block shapes.
+        for t in reward_core::gpu::COOP_TILES {
+            println!("{}", t.name);
+        }
+        return Ok(());
+    }
     let get = |i: usize, name: &str| {
         args.get(i)
             .cloned()
@@ -48,10 +61,26 @@ fn main() -> Result<(), String> {
     let t0 = Instant::now();
     let profile = std::env::var_os("FISAO_GPU_PROFILE").is_some_and(|v| v != "0");
     let coop = std::env::var_os("FISAO_GPU_COOP").is_none_or(|v| v != "0");
+    let attention = match std::env::var("FISAO_GPU_ATTENTION").as_deref() {
+        Err(_) | Ok("auto") => AttentionKernel::Auto,
+        Ok("fused") => AttentionKernel::Fused,
+        Ok("gemm") => AttentionKernel::Gemm,
+        Ok(other) => {
+            return Err(format!(
+                "FISAO_GPU_ATTENTION={other:?}: expected auto, fused or gemm"
+            ));
+        }
+    };
+    let coop_tile = match std::env::var("FISAO_GPU_COOP_TILE") {
+        Ok(name) => Some(CoopTile::named(&name).map_err(|e| e.to_string())?),
+        Err(_) => None,
+    };
     let options = GpuOptions {
         precision,
         profile,
         cooperative_matrix: coop,
+        attention,
+        coop_tile,
         ..GpuOptions::default()
     };
     let ctx = GpuContext::new(&options).map_err(|e| format!("{e} (try --backend cpu)"))?;
@@ -88,11 +117,12 @@ fn main() -> Result<(), String> {
     std::fs::write(dir.join("gpu_embeddings.f32"), bytes).map_err(|e| e.to_string())?;
     let info = ctx.adapter_info();
     println!(
-        "{{\"side\": \"wgpu\", \"adapter\": {:?}, \"backend\": \"{:?}\", \"precision\": \"{:?}\", \"gemm\": {:?}, \"batch\": {batch}, \"load_s\": {load_s:.3}, \"warmup_s\": {warm_s:.3}, \"best_s\": {best:.4}, \"images_per_s\": {:.3}, \"per_call\": {per_call}, \"profile\": {profile}}}",
+        "{{\"side\": \"wgpu\", \"adapter\": {:?}, \"backend\": \"{:?}\", \"precision\": \"{:?}\", \"gemm\": {:?}, \"attention\": {:?}, \"batch\": {batch}, \"load_s\": {load_s:.3}, \"warmup_s\": {warm_s:.3}, \"best_s\": {best:.4}, \"images_per_s\": {:.3}, \"per_call\": {per_call}, \"profile\": {profile}}}",
         info.name,
         info.backend,
         ctx.precision(),
         ctx.gemm_kernel(),
+        ctx.attention_kernel(),
         batch as f64 / best
     );
     Ok(())

@@ -18,6 +18,7 @@ use core::task::{Context as TaskContext, Poll, Waker};
 use std::sync::Mutex;
 
 use super::error::GpuError;
+use super::kernels::matmul_coop::{COOP_TILES, CoopTile};
 
 /// Element type of weights and activations on the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -58,6 +59,27 @@ pub struct GpuOptions {
     /// adapter offers them (see [`GpuContext::gemm_kernel`]); `false`
     /// keeps the portable tiled kernel everywhere (for A/B comparisons).
     pub cooperative_matrix: bool,
+    /// How the image tower computes attention (see [`AttentionKernel`]).
+    pub attention: AttentionKernel,
+    /// Block shape of the cooperative GEMM (`None`: the first of
+    /// [`crate::gpu::COOP_TILES`]); for tuning runs.
+    pub coop_tile: Option<CoopTile>,
+}
+
+/// Which attention kernels run on equal-length, non-causal batches (the
+/// image tower); causal or ragged batches (the text tower) always take the
+/// fused kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AttentionKernel {
+    /// GEMMs where the GEMMs run on cooperative matrices, fused elsewhere.
+    #[default]
+    Auto,
+    /// The fused flash-style kernel (`kernels/attention.wgsl`) everywhere.
+    Fused,
+    /// Scores and context as two batched GEMMs around a row softmax
+    /// (`kernels/attention_gemm.rs`) wherever the batch allows, tensor
+    /// cores or not (for A/B runs and tests).
+    Gemm,
 }
 
 impl Default for GpuOptions {
@@ -68,6 +90,8 @@ impl Default for GpuOptions {
             force_fallback_adapter: false,
             profile: false,
             cooperative_matrix: true,
+            attention: AttentionKernel::Auto,
+            coop_tile: None,
         }
     }
 }
@@ -138,6 +162,8 @@ pub struct GpuContext {
     precision: Precision,
     timeout: core::time::Duration,
     profile: bool,
+    attention: AttentionKernel,
+    coop_tile: CoopTile,
     /// The cooperative-matrix configuration the GEMMs use, if any.
     coop: Option<wgpu::CooperativeMatrixProperties>,
     /// Why the cooperative GEMM was given up after the device opened with
@@ -186,15 +212,16 @@ impl GpuContext {
         };
         let mut limits = wgpu::Limits::default();
         let mut experimental = wgpu::ExperimentalFeatures::disabled();
+        let coop_tile = options.coop_tile.unwrap_or(COOP_TILES[0]);
         let coop = match options.cooperative_matrix && precision == Precision::F16 {
-            true => coop_config(&adapter),
+            true => coop_config(&adapter, &coop_tile),
             false => None,
         };
         if coop.is_some() {
             // Only the tensor-core path asks for more than the WebGPU
             // defaults; every other device opens exactly as before.
             features |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SUBGROUP;
-            limits.max_compute_workgroup_storage_size = super::kernels::matmul_coop::SHARED_BYTES;
+            limits.max_compute_workgroup_storage_size = coop_tile.shared_bytes();
             // SAFETY: wgpu marks cooperative matrices experimental (its
             // implementation may still have bugs). The one kernel using
             // them keeps every load and store inside its workgroup arrays
@@ -221,6 +248,8 @@ impl GpuContext {
             precision,
             timeout: options.timeout,
             profile: options.profile,
+            attention: options.attention,
+            coop_tile,
             coop,
             coop_failed: Mutex::new(None),
             pipelines: Mutex::new(BTreeMap::new()),
@@ -259,16 +288,41 @@ impl GpuContext {
     }
 
     /// Which GEMM kernel the tower's matmuls use on this device:
-    /// `"coop-16x16x16-f16-f32"` (tensor cores, for GEMMs whose k is a
+    /// `"coop-16x16x16-f16-f32 <tile>"` (tensor cores, for GEMMs whose k is a
     /// multiple of 32), `"tiled-f32"` (the portable kernel), or
     /// `"tiled-f32 (coop failed: <why>)"` when the device offered
     /// cooperative matrices but their kernel did not compile.
     pub fn gemm_kernel(&self) -> String {
         let failed = self.coop_failed.lock().ok().and_then(|f| f.clone());
         match (self.coop, failed) {
-            (Some(_), None) => "coop-16x16x16-f16-f32".into(),
+            (Some(_), None) => format!("coop-16x16x16-f16-f32 {}", self.coop_tile.name),
             (Some(_), Some(why)) => format!("tiled-f32 (coop failed: {why})"),
             (None, _) => "tiled-f32".into(),
+        }
+    }
+
+    /// The cooperative GEMM's block shape (used only where [`Self::coop`]).
+    pub(crate) fn coop_tile(&self) -> CoopTile {
+        self.coop_tile
+    }
+
+    /// Which attention the image tower runs on this context: `"gemm"` (two
+    /// batched GEMMs around a row softmax) or `"fused"` (one kernel).
+    pub fn attention_kernel(&self) -> &'static str {
+        match self.attention_as_gemms() {
+            true => "gemm",
+            false => "fused",
+        }
+    }
+
+    /// Whether equal-length, non-causal attention runs as GEMMs here:
+    /// forced by [`GpuOptions::attention`], or (`Auto`) where the GEMMs
+    /// run on cooperative matrices.
+    pub(crate) fn attention_as_gemms(&self) -> bool {
+        match self.attention {
+            AttentionKernel::Auto => self.coop().is_some(),
+            AttentionKernel::Fused => false,
+            AttentionKernel::Gemm => true,
         }
     }
 
@@ -780,7 +834,10 @@ impl Dispatch {
 /// 16 x 16 x 16 tiles of f16 with f32 accumulation, subgroups of exactly
 /// 32 (the kernel splits 256 invocations into 8 subgroups), and room for
 /// its workgroup tiles.
-fn coop_config(adapter: &wgpu::Adapter) -> Option<wgpu::CooperativeMatrixProperties> {
+fn coop_config(
+    adapter: &wgpu::Adapter,
+    tile: &CoopTile,
+) -> Option<wgpu::CooperativeMatrixProperties> {
     let needed = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
         | wgpu::Features::SUBGROUP
         | wgpu::Features::SHADER_F16;
@@ -788,8 +845,7 @@ fn coop_config(adapter: &wgpu::Adapter) -> Option<wgpu::CooperativeMatrixPropert
     let fits = adapter.features().contains(needed)
         && info.subgroup_min_size == 32
         && info.subgroup_max_size == 32
-        && adapter.limits().max_compute_workgroup_storage_size
-            >= super::kernels::matmul_coop::SHARED_BYTES;
+        && adapter.limits().max_compute_workgroup_storage_size >= tile.shared_bytes();
     if !fits {
         return None;
     }

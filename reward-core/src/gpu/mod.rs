@@ -29,8 +29,9 @@ mod tower;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use backend::{Backend, Verifier};
-pub use context::{GpuContext, GpuOptions, GpuStats, KernelTime, Precision};
+pub use context::{AttentionKernel, GpuContext, GpuOptions, GpuStats, KernelTime, Precision};
 pub use error::GpuError;
+pub use kernels::matmul_coop::{COOP_TILES, CoopTile};
 pub use model::GpuClipModel;
 
 use crate::clip::TextPooling;

@@ -15,6 +15,7 @@ use core::ops::Range;
 use super::context::{Dispatch, GpuContext};
 use super::error::GpuError;
 use super::kernels::attention::{Heads, attention, seq_table};
+use super::kernels::attention_gemm::{Batch, Scratch, attention_gemm};
 use super::kernels::gelu::gelu;
 use super::kernels::layernorm::{Norm, layernorm};
 use super::kernels::matmul::{Gemm, matmul};
@@ -261,6 +262,23 @@ impl GpuEncoder {
             hidden: h,
             heads: self.shape.heads,
         };
+        let gemm_attention = match gemm_batch(ctx, heads, packed) {
+            Some((batch, chunk)) => {
+                let elems = batch.scratch_elems(chunk);
+                let mut bufs = Vec::with_capacity(5);
+                for name in [
+                    "attention q",
+                    "attention k",
+                    "attention v^T",
+                    "attention scores",
+                ] {
+                    bufs.push(ws.get(ctx, name, elems).await?);
+                }
+                bufs.push(ws.get(ctx, "attention context", elems).await?);
+                Some((batch, chunk, bufs))
+            }
+            None => None,
+        };
         for layer in &self.layers {
             out.push(
                 layer
@@ -269,8 +287,23 @@ impl GpuEncoder {
                     .await?,
             );
             out.push(layer.qkv.record(ctx, &normed, rows, &qkv, false).await?);
-            let n = packed.seqs.len();
-            out.push(attention(ctx, heads, packed.causal, &qkv, &table, n, max_len, &attn).await?);
+            match &gemm_attention {
+                Some((batch, chunk, bufs)) => {
+                    let scratch = Scratch {
+                        q: &bufs[0],
+                        k: &bufs[1],
+                        vt: &bufs[2],
+                        scores: &bufs[3],
+                        o: &bufs[4],
+                    };
+                    attention_gemm(ctx, *batch, *chunk, &qkv, &scratch, &attn, out).await?;
+                }
+                None => {
+                    let n = packed.seqs.len();
+                    let causal = packed.causal;
+                    out.push(attention(ctx, heads, causal, &qkv, &table, n, max_len, &attn).await?);
+                }
+            }
             out.push(layer.out_proj.record(ctx, &attn, rows, x, true).await?);
             out.push(
                 layer
@@ -284,6 +317,27 @@ impl GpuEncoder {
         }
         Ok(())
     }
+}
+
+/// The GEMM-attention batch and chunk of `packed`, when the context runs
+/// attention as GEMMs and the sequences allow it: not causal, all of one
+/// length, back to back from row 0, and one sequence's scores fit a binding.
+fn gemm_batch(ctx: &GpuContext, heads: Heads, packed: &Packed<'_>) -> Option<(Batch, usize)> {
+    let len = packed.seqs.first()?.len();
+    let uniform = packed
+        .seqs
+        .iter()
+        .enumerate()
+        .all(|(i, s)| s.start == i * len && s.len() == len);
+    if packed.causal || len == 0 || !uniform || !ctx.attention_as_gemms() {
+        return None;
+    }
+    let batch = Batch {
+        heads,
+        len,
+        count: packed.seqs.len(),
+    };
+    Some((batch, batch.chunk(ctx)?))
 }
 
 /// `vision_model` plus `visual_projection` on the device.

@@ -112,7 +112,7 @@ pub(crate) async fn attention(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use alloc::vec;
 
     use super::super::testing::{assert_close, data, precisions, run, tolerance, upload};
@@ -120,7 +120,7 @@ mod tests {
     use crate::clip::ops::softmax_row;
 
     /// `Attention::head` of `clip/attention.rs` for every (sequence, head).
-    fn reference(
+    pub(crate) fn reference(
         qkv: &[f32],
         seqs: &[Range<usize>],
         hidden: usize,

@@ -165,6 +165,18 @@ pub(crate) mod tests {
     /// the CPU reference (also used by `matmul_coop`'s parity test).
     pub(crate) fn check(g: Gemm, with_bias: bool) {
         for (ctx, precision) in precisions() {
+            check_on(ctx, precision, g, with_bias);
+        }
+    }
+
+    /// [`check`] on one context.
+    pub(crate) fn check_on(
+        ctx: &GpuContext,
+        precision: crate::gpu::Precision,
+        g: Gemm,
+        with_bias: bool,
+    ) {
+        {
             let wn = if g.w_shared { 1 } else { g.batch };
             let a = data(g.batch * g.m * g.k, 1);
             let w = data(wn * g.n * g.k, 2);

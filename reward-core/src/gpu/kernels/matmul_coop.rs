@@ -6,26 +6,148 @@
 //! Mirrors the same `Linear::forward` / `matmul` in `clip/ops.rs` as
 //! `matmul.rs`; [`super::matmul::matmul`] routes here only when
 //! [`covers`] says so, and the portable kernel stays the fallback.
+//!
+//! The WGSL is generated per block shape ([`CoopTile`]): WGSL has no
+//! arrays of cooperative matrices, so each subgroup's accumulators,
+//! operand tiles and register-staged loads are written out one by one.
+//! A workgroup of `32 x subgroups` invocations computes a `bm x bn` block
+//! of `out`; k advances [`KT`] at a time: every invocation reads its share
+//! of both operands' k block from global memory into registers (vec4 of
+//! f16), stores it to workgroup memory (`[row][k]`, rows padded to
+//! `KT + 8` halves so every 16 x 16 load stays 16-byte aligned), and each
+//! subgroup multiplies its `16 tm x 16 tn` sub-block out of it while the
+//! next k block is read. Rows past m and columns past n are read as zeros
+//! and never stored; k must be a multiple of [`KT`]. The epilogue goes
+//! through a 16 x 16 f32 staging tile per subgroup, so alpha, the bias and
+//! the residual are applied in f32 and each value is rounded to f16 once.
+
+use alloc::format;
+use alloc::string::{String, ToString};
 
 use super::super::context::{Dispatch, GpuContext, Precision};
 use super::super::error::GpuError;
 use super::matmul::{Gemm, Params, check_groups};
 use super::u32_of;
-use alloc::string::ToString;
 
-/// Rows of `out` per workgroup (4 subgroups x 32 rows).
-const BM: u32 = 128;
-/// Columns of `out` per workgroup (2 subgroups x 64 columns).
-const BN: u32 = 128;
 /// The k step staged in workgroup memory; k must be a multiple of it.
-const KT: u32 = 32;
-/// Workgroup memory the kernel declares: the two staged operand tiles
-/// (f16, rows padded to KT + 8) and eight 16 x 16 f32 epilogue tiles.
-pub(crate) const SHARED_BYTES: u32 = (BM + BN) * (KT + 8) * 2 + 8 * 256 * 4;
+pub(crate) const KT: u32 = 32;
+
+/// One block shape of the cooperative GEMM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoopTile {
+    /// Name for [`crate::gpu::GpuOptions::coop_tile`] and the profile.
+    pub name: &'static str,
+    /// Rows of `out` per workgroup.
+    pub bm: u32,
+    /// Columns of `out` per workgroup.
+    pub bn: u32,
+    /// 16-row tiles per subgroup.
+    pub tm: u32,
+    /// 16-column tiles per subgroup.
+    pub tn: u32,
+}
+
+/// The block shapes, the default first (the one measured at 65 TFLOP/s on
+/// an H200, docs/perf.md); the others are candidates for A/B runs
+/// (`FISAO_GPU_COOP_TILE` in `gpu_device_bench`).
+pub const COOP_TILES: [CoopTile; 5] = [
+    CoopTile {
+        name: "128x128/32x64",
+        bm: 128,
+        bn: 128,
+        tm: 2,
+        tn: 4,
+    },
+    CoopTile {
+        name: "128x128/64x64",
+        bm: 128,
+        bn: 128,
+        tm: 4,
+        tn: 4,
+    },
+    CoopTile {
+        name: "128x256/64x64",
+        bm: 128,
+        bn: 256,
+        tm: 4,
+        tn: 4,
+    },
+    CoopTile {
+        name: "256x128/64x64",
+        bm: 256,
+        bn: 128,
+        tm: 4,
+        tn: 4,
+    },
+    CoopTile {
+        name: "64x64/32x32",
+        bm: 64,
+        bn: 64,
+        tm: 2,
+        tn: 2,
+    },
+];
+
+impl CoopTile {
+    /// The tile named `name` (an input error listing the names otherwise).
+    pub fn named(name: &str) -> Result<Self, GpuError> {
+        COOP_TILES
+            .iter()
+            .find(|t| t.name == name)
+            .copied()
+            .ok_or_else(|| {
+                let names: alloc::vec::Vec<&str> = COOP_TILES.iter().map(|t| t.name).collect();
+                GpuError::Input(format!(
+                    "unknown cooperative GEMM tile {name:?}: one of {names:?}"
+                ))
+            })
+    }
+
+    /// Subgroups (of 32) per workgroup.
+    fn subgroups(&self) -> u32 {
+        (self.bm / (16 * self.tm)) * (self.bn / (16 * self.tn))
+    }
+
+    /// Invocations per workgroup.
+    pub(crate) fn invocations(&self) -> u32 {
+        32 * self.subgroups()
+    }
+
+    /// Workgroup memory the kernel declares: both staged operand tiles (f16,
+    /// rows padded to KT + 8) and one 16 x 16 f32 epilogue tile per subgroup.
+    pub(crate) fn shared_bytes(&self) -> u32 {
+        (self.bm + self.bn) * (KT + 8) * 2 + self.subgroups() * 256 * 4
+    }
+
+    /// vec4 loads per invocation and k block: (a, w).
+    fn loads(&self) -> (u32, u32) {
+        let per = |rows: u32| rows * KT / 4 / self.invocations();
+        (per(self.bm), per(self.bn))
+    }
+
+    /// The constants prepended to [`Self::source`] (also the pipeline's
+    /// cache key, so every tile is its own pipeline).
+    pub(crate) fn consts(&self) -> [(&'static str, u32); 6] {
+        [
+            ("BM", self.bm),
+            ("BN", self.bn),
+            ("KT", KT),
+            ("WG", self.invocations()),
+            ("TM", self.tm),
+            ("TN", self.tn),
+        ]
+    }
+
+    /// The kernel's WGSL body (the constants are prepended by the context).
+    pub(crate) fn source(&self) -> String {
+        kernel_source(self)
+    }
+}
 
 /// Whether `g` runs on the cooperative kernel on `ctx`: the device opened
 /// with a cooperative-matrix configuration (f16 only) and k is a positive
-/// multiple of [`KT`] (every CLIP GEMM: k is 768, 1024, 3072 or 4096).
+/// multiple of [`KT`] (every CLIP GEMM: k is 768, 1024, 3072 or 4096; the
+/// attention GEMMs pad to it).
 pub(crate) fn covers(ctx: &GpuContext, g: &Gemm) -> bool {
     ctx.coop().is_some() && ctx.precision() == Precision::F16 && g.k > 0 && g.k % KT as usize == 0
 }
@@ -44,9 +166,9 @@ pub(super) async fn matmul_coop(
     bias: Option<&wgpu::Buffer>,
     out: &wgpu::Buffer,
 ) -> Result<Option<Dispatch>, GpuError> {
-    let consts = [("BM", BM), ("BN", BN), ("KT", KT)];
-    let source = include_str!("matmul_coop.wgsl");
-    let pipeline = match ctx.pipeline("matmul_coop", source, &consts).await {
+    let tile = ctx.coop_tile();
+    let source = tile.source();
+    let pipeline = match ctx.pipeline("matmul_coop", &source, &tile.consts()).await {
         Ok(p) => p,
         Err(e @ GpuError::DeviceLost(_)) => return Err(e),
         Err(e) => {
@@ -55,29 +177,212 @@ pub(super) async fn matmul_coop(
         }
     };
     let groups = [
-        params.n.div_ceil(BN).max(1),
-        params.m.div_ceil(BM).max(1),
+        params.n.div_ceil(tile.bn).max(1),
+        params.m.div_ceil(tile.bm).max(1),
         u32_of(g.batch.max(1), "gemm batch")?,
     ];
     check_groups(g, groups)?;
     // An unused bias binding still needs a buffer; `w` is never written here.
     let bias = bias.unwrap_or(w);
     let mut d = Dispatch::new(pipeline, &[a, w, bias, out], params, groups);
-    d.detail = Some(alloc::format!("{}x{}x{}", g.m, g.n, g.k));
+    d.detail = Some(format!("{}x{}x{}", g.m, g.n, g.k));
     Ok(Some(d))
+}
+
+/// The fixed part of the kernel: bindings, workgroup tiles and helpers.
+const PRELUDE: &str = r#"struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    flags: u32,
+    alpha: f32,
+    a_batch: u32,
+    w_batch: u32,
+    o_batch: u32,
+}
+
+@group(0) @binding(0) var<storage, read> a: array<vec4<f16>>;
+@group(0) @binding(1) var<storage, read> w: array<vec4<f16>>;
+@group(0) @binding(2) var<storage, read> bias: array<T>;
+@group(0) @binding(3) var<storage, read_write> out: array<T>;
+@group(0) @binding(4) var<uniform> p: Params;
+
+// Padded row stride of the staged tiles, in halves.
+const LDS: u32 = KT + 8u;
+var<workgroup> sa: array<f16, BM * LDS>; // [row][k]
+var<workgroup> sb: array<f16, BN * LDS>; // [col][k]: column-major B = w^T
+var<workgroup> sc: array<f32, WG / 32u * 256u>; // one 16 x 16 tile per subgroup
+
+// Element group i of one operand's k block: row i / (KT / 4), k quad
+// i % (KT / 4); zeros past the operand's rows.
+fn read_a(i: u32, row0: u32, k0: u32, base: u32) -> vec4<f16> {
+    let r = row0 + i / (KT / 4u);
+    if (r < p.m) {
+        return a[base + (r * p.k + k0) / 4u + i % (KT / 4u)];
+    }
+    return vec4<f16>(0.0);
+}
+
+fn read_w(i: u32, col0: u32, k0: u32, base: u32) -> vec4<f16> {
+    let c = col0 + i / (KT / 4u);
+    if (c < p.n) {
+        return w[base + (c * p.k + k0) / 4u + i % (KT / 4u)];
+    }
+    return vec4<f16>(0.0);
+}
+
+fn stage_a(i: u32, v: vec4<f16>) {
+    let at = (i / (KT / 4u)) * LDS + (i % (KT / 4u)) * 4u;
+    sa[at] = v.x;
+    sa[at + 1u] = v.y;
+    sa[at + 2u] = v.z;
+    sa[at + 3u] = v.w;
+}
+
+fn stage_b(i: u32, v: vec4<f16>) {
+    let at = (i / (KT / 4u)) * LDS + (i % (KT / 4u)) * 4u;
+    sb[at] = v.x;
+    sb[at + 1u] = v.y;
+    sb[at + 2u] = v.z;
+    sb[at + 3u] = v.w;
+}
+
+fn store(r: u32, c: u32, v: f32, obase: u32) {
+    if (r < p.m && c < p.n) {
+        var x = p.alpha * v;
+        if ((p.flags & 1u) != 0u) {
+            x += f32(bias[c]);
+        }
+        let o = obase + r * p.n + c;
+        if ((p.flags & 2u) != 0u) {
+            x += f32(out[o]);
+        }
+        out[o] = T(x);
+    }
+}
+
+// Writes one 16 x 16 accumulator at (r0, c0) through the subgroup's
+// staging tile. Called by every subgroup at the same point (uniform
+// control flow for the barriers).
+fn emit(acc: coop_mat16x16<f32, C>, sg: u32, lane: u32, r0: u32, c0: u32, obase: u32) {
+    coopStoreT(acc, &sc[sg * 256u], 16u);
+    workgroupBarrier();
+    for (var e = lane; e < 256u; e += 32u) {
+        store(r0 + e / 16u, c0 + e % 16u, sc[sg * 256u + e], obase);
+    }
+    workgroupBarrier();
+}
+"#;
+
+/// The whole kernel for `t`: [`PRELUDE`] plus a main function with the
+/// tile's accumulators and loads written out.
+fn kernel_source(t: &CoopTile) -> String {
+    let (la, lw) = t.loads();
+    let mut s = String::from("enable wgpu_cooperative_matrix;\n");
+    s.push_str(PRELUDE);
+    s.push_str(
+        "\n@compute @workgroup_size(WG, 1, 1)\nfn main(\n    \
+         @builtin(local_invocation_index) t: u32,\n    \
+         @builtin(workgroup_id) wid: vec3<u32>,\n    \
+         @builtin(subgroup_id) sg: u32,\n    \
+         @builtin(subgroup_invocation_id) lane: u32,\n) {\n",
+    );
+    let sub_m = t.bm / (16 * t.tm);
+    s.push_str("    let row0 = wid.y * BM;\n    let col0 = wid.x * BN;\n");
+    s.push_str(
+        "    let abase = wid.z * (p.a_batch / 4u);\n    let wbase = wid.z * (p.w_batch / 4u);\n",
+    );
+    s.push_str(&format!(
+        "    // Subgroup sg owns rows sm .. sm + {} and columns sn .. sn + {} of the block.\n",
+        16 * t.tm,
+        16 * t.tn
+    ));
+    s.push_str(&format!("    let sm = (sg % {sub_m}u) * {}u;\n", 16 * t.tm));
+    s.push_str(&format!("    let sn = (sg / {sub_m}u) * {}u;\n", 16 * t.tn));
+    for i in 0..t.tm {
+        for j in 0..t.tn {
+            s.push_str(&format!("    var c{i}_{j} = coop_mat16x16<f32, C>();\n"));
+        }
+    }
+    let reads = |k0: &str, assign: bool| {
+        let mut r = String::new();
+        let decl = if assign { "" } else { "var " };
+        for q in 0..la {
+            r.push_str(&format!(
+                "        {decl}a{q} = read_a(t + {}u, row0, {k0}, abase);\n",
+                q * t.invocations()
+            ));
+        }
+        for q in 0..lw {
+            r.push_str(&format!(
+                "        {decl}w{q} = read_w(t + {}u, col0, {k0}, wbase);\n",
+                q * t.invocations()
+            ));
+        }
+        r
+    };
+    s.push_str(&reads("0u", false).replace("        ", "    "));
+    s.push_str("    for (var k0 = 0u; k0 < p.k; k0 += KT) {\n        workgroupBarrier();\n");
+    for q in 0..la {
+        s.push_str(&format!(
+            "        stage_a(t + {}u, a{q});\n",
+            q * t.invocations()
+        ));
+    }
+    for q in 0..lw {
+        s.push_str(&format!(
+            "        stage_b(t + {}u, w{q});\n",
+            q * t.invocations()
+        ));
+    }
+    s.push_str(
+        "        workgroupBarrier();\n        let next = k0 + KT;\n        if (next < p.k) {\n",
+    );
+    s.push_str(&reads("next", true).replace("        ", "            "));
+    s.push_str("        }\n        for (var kk = 0u; kk < KT; kk += 16u) {\n");
+    for i in 0..t.tm {
+        s.push_str(&format!(
+            "            let x{i} = coopLoadT<coop_mat16x16<f16, A>>(&sa[(sm + {}u) * LDS + kk], LDS);\n",
+            16 * i
+        ));
+    }
+    for j in 0..t.tn {
+        s.push_str(&format!(
+            "            let y{j} = coopLoad<coop_mat16x16<f16, B>>(&sb[(sn + {}u) * LDS + kk], LDS);\n",
+            16 * j
+        ));
+    }
+    for i in 0..t.tm {
+        for j in 0..t.tn {
+            s.push_str(&format!(
+                "            c{i}_{j} = coopMultiplyAdd(x{i}, y{j}, c{i}_{j});\n"
+            ));
+        }
+    }
+    s.push_str("        }\n    }\n    let obase = wid.z * p.o_batch;\n");
+    for i in 0..t.tm {
+        for j in 0..t.tn {
+            s.push_str(&format!(
+                "    emit(c{i}_{j}, sg, lane, row0 + sm + {}u, col0 + sn + {}u, obase);\n",
+                16 * i,
+                16 * j
+            ));
+        }
+    }
+    s.push_str("}\n");
+    s
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::super::context::shader_source;
-    use super::super::matmul::tests::check;
+    use super::super::matmul::tests::{check, check_on};
     use super::super::testing::context;
     use super::*;
 
-    /// The kernel's source exactly as the device would compile it.
-    fn source() -> alloc::string::String {
-        let consts = [("BM", BM), ("BN", BN), ("KT", KT)];
-        shader_source(include_str!("matmul_coop.wgsl"), Precision::F16, &consts)
+    /// A tile's kernel exactly as the device would compile it.
+    fn source(tile: &CoopTile) -> alloc::string::String {
+        shader_source(&tile.source(), Precision::F16, &tile.consts())
     }
 
     fn validate(
@@ -90,59 +395,99 @@ mod tests {
             .map_err(|e| alloc::format!("{e:?}"))
     }
 
-    /// Runs everywhere (no adapter needed): the WGSL parses, validates with
-    /// the capabilities the device is opened with, fits the workgroup
-    /// memory it asks for, and lowers to SPIR-V with the cooperative
-    /// multiply-add (what the Vulkan driver receives).
+    /// Runs everywhere (no adapter needed), for every tile: the WGSL
+    /// parses, validates with the capabilities the device is opened with,
+    /// fits the workgroup memory it asks for, and lowers to SPIR-V with one
+    /// cooperative multiply-add per accumulator (what the driver receives).
     #[test]
-    fn the_kernel_validates_and_lowers_to_spirv() {
+    fn every_tile_validates_and_lowers_to_spirv() {
         use wgpu::naga::valid::Capabilities;
-        let module = wgpu::naga::front::wgsl::parse_str(&source())
-            .unwrap_or_else(|e| panic!("{}", e.emit_to_string(&source())));
-        let caps = Capabilities::SHADER_FLOAT16
-            | Capabilities::COOPERATIVE_MATRIX
-            | Capabilities::SUBGROUP;
-        let info = validate(&module, caps).expect("validates with the device's capabilities");
-        // Without the capability the kernel must be refused: the check
-        // above is not vacuous.
-        assert!(
-            validate(
-                &module,
-                Capabilities::SHADER_FLOAT16 | Capabilities::SUBGROUP
-            )
-            .is_err()
-        );
+        for tile in COOP_TILES {
+            let (la, lw) = tile.loads();
+            assert!(la > 0 && lw > 0, "{}: loads", tile.name);
+            assert_eq!(
+                la * tile.invocations() * 4,
+                tile.bm * KT,
+                "{}: a loads",
+                tile.name
+            );
+            assert_eq!(
+                lw * tile.invocations() * 4,
+                tile.bn * KT,
+                "{}: w loads",
+                tile.name
+            );
+            assert!(tile.shared_bytes() <= 48 * 1024, "{}: shared", tile.name);
+            let src = source(&tile);
+            let module = wgpu::naga::front::wgsl::parse_str(&src)
+                .unwrap_or_else(|e| panic!("{}: {}", tile.name, e.emit_to_string(&src)));
+            let caps = Capabilities::SHADER_FLOAT16
+                | Capabilities::COOPERATIVE_MATRIX
+                | Capabilities::SUBGROUP;
+            let info = validate(&module, caps).unwrap_or_else(|e| panic!("{}: {e}", tile.name));
+            // Without the capability the kernel must be refused: the check
+            // above is not vacuous.
+            assert!(
+                validate(
+                    &module,
+                    Capabilities::SHADER_FLOAT16 | Capabilities::SUBGROUP
+                )
+                .is_err()
+            );
 
-        let shared: u32 = module
-            .global_variables
-            .iter()
-            .filter(|(_, v)| v.space == wgpu::naga::AddressSpace::WorkGroup)
-            .map(|(_, v)| module.types[v.ty].inner.size(module.to_ctx()))
-            .sum();
-        assert_eq!(shared, SHARED_BYTES, "SHARED_BYTES must match the WGSL");
+            let shared: u32 = module
+                .global_variables
+                .iter()
+                .filter(|(_, v)| v.space == wgpu::naga::AddressSpace::WorkGroup)
+                .map(|(_, v)| module.types[v.ty].inner.size(module.to_ctx()))
+                .sum();
+            assert_eq!(
+                shared,
+                tile.shared_bytes(),
+                "{}: shared_bytes must match the WGSL",
+                tile.name
+            );
 
-        let options = wgpu::naga::back::spv::Options {
-            lang_version: (1, 3),
-            ..Default::default()
-        };
-        let words = wgpu::naga::back::spv::write_vec(&module, &info, &options, None)
-            .expect("SPIR-V output");
-        assert_eq!(words[0], 0x0723_0203, "SPIR-V magic");
-        // Walk the instruction stream (word count in the high half of
-        // each first word) and count the cooperative opcodes.
-        let (mut at, mut muladd, mut loads) = (5, 0, 0);
-        while at < words.len() {
-            let (count, op) = ((words[at] >> 16) as usize, words[at] & 0xffff);
-            assert!(count > 0, "malformed SPIR-V at word {at}");
-            match op {
-                4459 => muladd += 1, // OpCooperativeMatrixMulAddKHR
-                4457 => loads += 1,  // OpCooperativeMatrixLoadKHR
-                _ => {}
+            let options = wgpu::naga::back::spv::Options {
+                lang_version: (1, 3),
+                ..Default::default()
+            };
+            let words = wgpu::naga::back::spv::write_vec(&module, &info, &options, None)
+                .expect("SPIR-V output");
+            assert_eq!(words[0], 0x0723_0203, "SPIR-V magic");
+            // Walk the instruction stream (word count in the high half of
+            // each first word) and count the cooperative opcodes.
+            let (mut at, mut muladd, mut loads) = (5, 0, 0);
+            while at < words.len() {
+                let (count, op) = ((words[at] >> 16) as usize, words[at] & 0xffff);
+                assert!(count > 0, "malformed SPIR-V at word {at}");
+                match op {
+                    4459 => muladd += 1, // OpCooperativeMatrixMulAddKHR
+                    4457 => loads += 1,  // OpCooperativeMatrixLoadKHR
+                    _ => {}
+                }
+                at += count;
             }
-            at += count;
+            assert_eq!(
+                muladd,
+                tile.tm * tile.tn,
+                "{}: one multiply-add per accumulator",
+                tile.name
+            );
+            assert_eq!(
+                loads,
+                tile.tm + tile.tn,
+                "{}: A and B tiles per k step",
+                tile.name
+            );
         }
-        assert_eq!(muladd, 8, "eight accumulators per k step");
-        assert_eq!(loads, 6, "two A and four B tiles per k step");
+    }
+
+    #[test]
+    fn tiles_are_named_and_unknown_names_are_errors() {
+        assert_eq!(CoopTile::named("128x256/64x64").unwrap().bn, 256);
+        let e = CoopTile::named("huge").unwrap_err().to_string();
+        assert!(e.contains("huge") && e.contains("128x128/32x64"), "{e}");
     }
 
     #[test]
@@ -196,5 +541,47 @@ mod tests {
         check(g, true);
         assert!(ctx.coop().is_some(), "{}", ctx.gemm_kernel());
         std::eprintln!("coop gemm parity PASSED on {}", ctx.adapter_info().name);
+    }
+
+    /// Every block shape against the CPU reference on shapes off its tile
+    /// (one context per tile); skipped where no adapter offers cooperative
+    /// matrices.
+    #[test]
+    fn every_tile_matches_the_cpu_reference() {
+        use crate::gpu::GpuOptions;
+        if context(Precision::F16).is_none_or(|c| c.coop().is_none()) {
+            std::eprintln!("coop tile parity SKIPPED: no cooperative matrices");
+            return;
+        }
+        for tile in COOP_TILES {
+            let options = GpuOptions {
+                precision: Some(Precision::F16),
+                coop_tile: Some(tile),
+                ..GpuOptions::default()
+            };
+            let ctx = crate::gpu::GpuContext::new(&options).expect("context");
+            assert!(ctx.coop().is_some(), "{}: {}", tile.name, ctx.gemm_kernel());
+            let mut batched = Gemm::new(77, 64, 64);
+            batched.batch = 3;
+            batched.w_shared = false;
+            let mut residual = Gemm::new(300, 270, 1024);
+            residual.alpha = 0.125;
+            residual.accumulate = true;
+            for (g, bias) in [
+                (Gemm::new(1, 1, 32), true),
+                (Gemm::new(130, 70, 96), false),
+                (Gemm::new(257, 300, 128), true),
+                (residual, true),
+                (batched, false),
+            ] {
+                check_on(&ctx, Precision::F16, g, bias);
+            }
+            assert!(ctx.coop().is_some(), "{}: {}", tile.name, ctx.gemm_kernel());
+            std::eprintln!(
+                "coop tile {} parity PASSED on {}",
+                tile.name,
+                ctx.adapter_info().name
+            );
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! (f32 or f16) is prepended the same way (see `context.rs`).
 
 pub mod attention;
+pub mod attention_gemm;
 pub mod gelu;
 pub mod layernorm;
 pub mod matmul;
