@@ -11,9 +11,10 @@
 #   AB=1 bash benches/gpu_device.sh      # also a run with the tensor-core GEMM off
 #                                        # (FISAO_GPU_COOP=0: the portable tiled kernel)
 #   SWEEP=1 bash benches/gpu_device.sh   # also every cooperative GEMM block shape
-#                                        # (FISAO_GPU_COOP_TILE) with fused and GEMM
-#                                        # attention (FISAO_GPU_ATTENTION), one line each,
-#                                        # and each shape's per-kernel profile (stderr)
+#                                        # (FISAO_GPU_COOP_TILE) with each attention in
+#                                        # SWEEP_ATTENTION (default "gemm"; "fused gemm"
+#                                        # for both), one line each, and with
+#                                        # SWEEP_PROFILE=1 each shape's per-kernel profile
 # The wgpu JSON line's "gemm" names the GEMM kernel that ran ("coop-16x16x16-f16-f32"
 # where the adapter has cooperative matrices, else "tiled-f32").
 # The wgpu JSON line has "per_call": submissions, dispatches, buffers, bind groups,
@@ -49,12 +50,14 @@ fi
 if [ "${SWEEP:-0}" = 1 ]; then
   echo "sweep: block shape x attention (images/s):"
   for tile in $("$BIN" --tiles); do
-    for attn in fused gemm; do
+    for attn in ${SWEEP_ATTENTION:-gemm}; do
       line=$(FISAO_GPU_COOP_TILE=$tile FISAO_GPU_ATTENTION=$attn timeout 120 "$BIN" "$DIR" "$BATCH" "$REPEATS" ${PRECISION:-} | tail -1) || line="failed: $?"
       echo "sweep $tile $attn: $line"
     done
-    echo "profile $tile gemm attention:" >&2
-    FISAO_GPU_PROFILE=1 FISAO_GPU_COOP_TILE=$tile FISAO_GPU_ATTENTION=gemm timeout 120 "$BIN" "$DIR" "$BATCH" 1 ${PRECISION:-} >/dev/null || echo "profile failed: $?" >&2
+    if [ "${SWEEP_PROFILE:-0}" = 1 ]; then
+      echo "profile $tile gemm attention:" >&2
+      FISAO_GPU_PROFILE=1 FISAO_GPU_COOP_TILE=$tile FISAO_GPU_ATTENTION=gemm timeout 120 "$BIN" "$DIR" "$BATCH" 1 ${PRECISION:-} >/dev/null || echo "profile failed: $?" >&2
+    fi
   done
 fi
 rs=$(timeout 300 "$BIN" "$DIR" "$BATCH" "$REPEATS" ${PRECISION:-} | tail -1)

@@ -18,7 +18,7 @@ use core::task::{Context as TaskContext, Poll, Waker};
 use std::sync::Mutex;
 
 use super::error::GpuError;
-use super::kernels::matmul_coop::{COOP_TILES, CoopTile};
+use super::kernels::matmul_coop::{BATCHED_TILE, COOP_TILES, CoopTile};
 
 /// Element type of weights and activations on the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -61,8 +61,9 @@ pub struct GpuOptions {
     pub cooperative_matrix: bool,
     /// How the image tower computes attention (see [`AttentionKernel`]).
     pub attention: AttentionKernel,
-    /// Block shape of the cooperative GEMM (`None`: the first of
-    /// [`crate::gpu::COOP_TILES`]); for tuning runs.
+    /// Block shape of the cooperative GEMM of the linear layers (`None`:
+    /// the first of [`crate::gpu::COOP_TILES`]); for tuning runs. The
+    /// attention products always use [`crate::gpu::BATCHED_TILE`].
     pub coop_tile: Option<CoopTile>,
 }
 
@@ -221,7 +222,8 @@ impl GpuContext {
             // Only the tensor-core path asks for more than the WebGPU
             // defaults; every other device opens exactly as before.
             features |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SUBGROUP;
-            limits.max_compute_workgroup_storage_size = coop_tile.shared_bytes();
+            limits.max_compute_workgroup_storage_size =
+                coop_tile.shared_bytes().max(BATCHED_TILE.shared_bytes());
             // SAFETY: wgpu marks cooperative matrices experimental (its
             // implementation may still have bugs). The one kernel using
             // them keeps every load and store inside its workgroup arrays
@@ -845,7 +847,8 @@ fn coop_config(
     let fits = adapter.features().contains(needed)
         && info.subgroup_min_size == 32
         && info.subgroup_max_size == 32
-        && adapter.limits().max_compute_workgroup_storage_size >= tile.shared_bytes();
+        && adapter.limits().max_compute_workgroup_storage_size
+            >= tile.shared_bytes().max(BATCHED_TILE.shared_bytes());
     if !fits {
         return None;
     }

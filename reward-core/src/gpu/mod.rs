@@ -31,7 +31,7 @@ mod tower;
 pub use backend::{Backend, Verifier};
 pub use context::{AttentionKernel, GpuContext, GpuOptions, GpuStats, KernelTime, Precision};
 pub use error::GpuError;
-pub use kernels::matmul_coop::{COOP_TILES, CoopTile};
+pub use kernels::matmul_coop::{BATCHED_TILE, COOP_TILES, CoopTile};
 pub use model::GpuClipModel;
 
 use crate::clip::TextPooling;

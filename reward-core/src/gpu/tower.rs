@@ -16,7 +16,6 @@ use super::context::{Dispatch, GpuContext};
 use super::error::GpuError;
 use super::kernels::attention::{Heads, attention, seq_table};
 use super::kernels::attention_gemm::{Batch, Scratch, attention_gemm};
-use super::kernels::gelu::gelu;
 use super::kernels::layernorm::{Norm, layernorm};
 use super::kernels::matmul::{Gemm, matmul};
 use super::kernels::patch_embed::{PatchShape, im2col, patch_tokens};
@@ -128,6 +127,20 @@ impl GpuLinear {
     ) -> Result<Dispatch, GpuError> {
         let mut g = Gemm::new(rows, self.out_dim, self.in_dim);
         g.accumulate = accumulate;
+        matmul(ctx, &g, x, &self.w, self.b.as_ref(), out).await
+    }
+
+    /// Records `out = act(x[rows, in] @ W^T + b)` (fc1 and its GELU).
+    async fn record_act(
+        &self,
+        ctx: &GpuContext,
+        x: &wgpu::Buffer,
+        rows: usize,
+        out: &wgpu::Buffer,
+        act: Option<Activation>,
+    ) -> Result<Dispatch, GpuError> {
+        let mut g = Gemm::new(rows, self.out_dim, self.in_dim);
+        g.act = act;
         matmul(ctx, &g, x, &self.w, self.b.as_ref(), out).await
     }
 }
@@ -290,11 +303,8 @@ impl GpuEncoder {
             match &gemm_attention {
                 Some((batch, chunk, bufs)) => {
                     let scratch = Scratch {
-                        q: &bufs[0],
-                        k: &bufs[1],
-                        vt: &bufs[2],
-                        scores: &bufs[3],
-                        o: &bufs[4],
+                        vt: &bufs[0],
+                        scores: &bufs[1],
                     };
                     attention_gemm(ctx, *batch, *chunk, &qkv, &scratch, &attn, out).await?;
                 }
@@ -311,8 +321,8 @@ impl GpuEncoder {
                     .record(ctx, x, rows, None, &normed)
                     .await?,
             );
-            out.push(layer.fc1.record(ctx, &normed, rows, &mlp, false).await?);
-            out.push(gelu(ctx, self.shape.act, &mlp, rows * self.shape.intermediate).await?);
+            let act = Some(self.shape.act);
+            out.push(layer.fc1.record_act(ctx, &normed, rows, &mlp, act).await?);
             out.push(layer.fc2.record(ctx, &mlp, rows, x, true).await?);
         }
         Ok(())

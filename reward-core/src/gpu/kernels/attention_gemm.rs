@@ -2,13 +2,13 @@
 //! tokens) as two batched GEMMs around a row softmax, so that on a device
 //! with cooperative matrices both products run on tensor cores:
 //!
-//! 1. `heads_split`: qkv rows -> `q [b, len, d]`, `k [b, lp, d]`,
-//!    `v^T [b, d, lp]` (b = sequence x head; lp = len rounded up to 32,
-//!    zero padded);
-//! 2. GEMM `scores [b, len, lp] = scale * q @ k^T` (k = d);
+//! 1. `v_transpose`: the value columns -> `v^T [b, d, lp]` (b = sequence x
+//!    head; lp = len rounded up to 32, zero padded);
+//! 2. GEMM `scores [b, len, lp] = scale * q @ k^T` (k = d), q and k read in
+//!    place from the qkv rows (strided operands, no copies);
 //! 3. `softmax_rows` in place (the padded columns become 0);
-//! 4. GEMM `o [b, len, d] = scores @ (v^T)^T` (k = lp);
-//! 5. `heads_merge`: `o` back into token rows, heads concatenated.
+//! 4. GEMM `out = scores @ (v^T)^T` (k = lp), written straight into the
+//!    token rows, heads side by side.
 //!
 //! Same contract as the fused [`super::attention`] kernel (which mirrors
 //! `Attention::context` in `clip/attention.rs`); the fused kernel stays the
@@ -23,7 +23,7 @@ use alloc::vec::Vec;
 use super::super::context::{Dispatch, GpuContext};
 use super::super::error::GpuError;
 use super::attention::Heads;
-use super::matmul::{Gemm, matmul};
+use super::matmul::{Gemm, Operand, Strided, matmul};
 use super::{MAX_GROUPS, WORKGROUP, grid, u32_of};
 
 /// The padded key length is a multiple of this: the tensor-core GEMM's k
@@ -37,7 +37,7 @@ pub(crate) fn padded(len: usize) -> usize {
     len.div_ceil(PAD) * PAD
 }
 
-/// Rows of one head moved per `heads_split` workgroup: the most (at most
+/// Rows of one head moved per `v_transpose` workgroup: the most (at most
 /// 64, a power of two) whose f32 transpose tile fits WebGPU's default
 /// 16 KiB of workgroup memory.
 fn split_rows(d: u32) -> u32 {
@@ -62,8 +62,8 @@ impl Batch {
         self.heads.hidden / self.heads.heads
     }
 
-    /// Device elements of each intermediate per sequence: the largest of
-    /// scores (`heads x len x lp`) and the padded operands (`heads x lp x d`).
+    /// Device elements of each intermediate per sequence: the larger of
+    /// the scores (`heads x len x lp`) and v^T (`heads x d x lp`).
     fn elems_per_seq(&self) -> usize {
         let lp = padded(self.len);
         self.heads.heads * lp * self.len.max(self.d())
@@ -75,15 +75,17 @@ impl Batch {
     pub(crate) fn chunk(&self, ctx: &GpuContext) -> Option<usize> {
         let per_seq = self.elems_per_seq() as u64 * ctx.precision().size();
         let limits = ctx.limits();
-        let limit = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        let limit = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
         let by_memory = usize::try_from(limit / per_seq.max(1)).unwrap_or(usize::MAX);
         let by_grid = MAX_GROUPS as usize / self.heads.heads.max(1);
         let n = by_memory.min(by_grid).min(self.count);
         (n > 0 && self.heads.heads > 0 && self.heads.hidden % self.heads.heads == 0).then_some(n)
     }
 
-    /// Elements to allocate for each of the five intermediates (q, k, v^T,
-    /// scores, o) for chunks of `chunk` sequences.
+    /// Elements to allocate for each of the two intermediates (v^T,
+    /// scores) for chunks of `chunk` sequences.
     pub(crate) fn scratch_elems(&self, chunk: usize) -> usize {
         chunk * self.elems_per_seq()
     }
@@ -91,11 +93,8 @@ impl Batch {
 
 /// The intermediates (each at least [`Batch::scratch_elems`] elements).
 pub(crate) struct Scratch<'a> {
-    pub q: &'a wgpu::Buffer,
-    pub k: &'a wgpu::Buffer,
     pub vt: &'a wgpu::Buffer,
     pub scores: &'a wgpu::Buffer,
-    pub o: &'a wgpu::Buffer,
 }
 
 #[repr(C)]
@@ -116,18 +115,6 @@ struct SoftmaxParams {
     len: u32,
     stride: u32,
     groups_x: u32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct MergeParams {
-    hidden: u32,
-    heads: u32,
-    len: u32,
-    seq0: u32,
-    count: u32,
-    groups_x: u32,
-    pad: [u32; 2],
 }
 
 /// Records `out[rows, hidden]` = per-head attention of `qkv[rows, 3 *
@@ -172,21 +159,54 @@ async fn record_chunk(
     out: &wgpu::Buffer,
     dispatches: &mut Vec<Dispatch>,
 ) -> Result<(), GpuError> {
-    let (len, heads, d) = (batch.len, batch.heads.heads, batch.d());
+    let (len, heads, d, hidden) = (batch.len, batch.heads.heads, batch.d(), batch.heads.hidden);
     let lp = padded(len);
-    let b = n * heads;
-    dispatches.push(split(ctx, batch, seq0, n, qkv, s).await?);
-    let mut scores = Gemm::new(len, lp, d);
-    scores.batch = b;
-    scores.w_shared = false;
+    dispatches.push(transpose_v(ctx, batch, seq0, n, qkv, s.vt).await?);
+    // Batch z = sequence * heads + head; row r of sequence seq0 + s is row
+    // (seq0 + s) * len + r of qkv (q at column 0, k at hidden, v at 2 hidden).
+    let first = seq0 * len * 3 * hidden;
+    let in_qkv = |part: usize| Operand {
+        base: first + part * hidden,
+        ld: 3 * hidden,
+        outer: len * 3 * hidden,
+        step: d,
+    };
+    let scores_layout = Operand {
+        base: 0,
+        ld: lp,
+        outer: heads * len * lp,
+        step: len * lp,
+    };
+    let mut scores = Gemm::new(len, len, d);
+    scores.batch = n * heads;
     scores.alpha = (d as f32).powf(-0.5);
-    dispatches.push(matmul(ctx, &scores, s.q, s.k, None, s.scores).await?);
-    dispatches.push(softmax(ctx, b * len, len, lp, s.scores).await?);
+    scores.strided = Some(Strided {
+        inner: heads,
+        a: in_qkv(0),
+        w: in_qkv(1),
+        o: scores_layout,
+    });
+    dispatches.push(matmul(ctx, &scores, qkv, qkv, None, s.scores).await?);
+    dispatches.push(softmax(ctx, n * heads * len, len, lp, s.scores).await?);
     let mut context = Gemm::new(len, d, lp);
-    context.batch = b;
-    context.w_shared = false;
-    dispatches.push(matmul(ctx, &context, s.scores, s.vt, None, s.o).await?);
-    dispatches.push(merge(ctx, batch, seq0, n, s.o, out).await?);
+    context.batch = n * heads;
+    context.strided = Some(Strided {
+        inner: heads,
+        a: scores_layout,
+        w: Operand {
+            base: 0,
+            ld: lp,
+            outer: heads * d * lp,
+            step: d * lp,
+        },
+        o: Operand {
+            base: seq0 * len * hidden,
+            ld: hidden,
+            outer: len * hidden,
+            step: d,
+        },
+    });
+    dispatches.push(matmul(ctx, &context, s.scores, s.vt, None, out).await?);
     Ok(())
 }
 
@@ -194,19 +214,19 @@ fn head_dim(batch: &Batch) -> Result<u32, GpuError> {
     u32_of(batch.d(), "head dim")
 }
 
-async fn split(
+async fn transpose_v(
     ctx: &GpuContext,
     batch: Batch,
     seq0: usize,
     n: usize,
     qkv: &wgpu::Buffer,
-    s: &Scratch<'_>,
+    vt: &wgpu::Buffer,
 ) -> Result<Dispatch, GpuError> {
     let d = head_dim(&batch)?;
     let tr = split_rows(d);
     let consts = [("WG", WORKGROUP), ("D", d), ("TR", tr)];
     let pipeline = ctx
-        .pipeline("heads_split", include_str!("heads_split.wgsl"), &consts)
+        .pipeline("v_transpose", include_str!("v_transpose.wgsl"), &consts)
         .await?;
     let lp = u32_of(padded(batch.len), "padded sequence length")?;
     let params = SplitParams {
@@ -218,12 +238,7 @@ async fn split(
         pad: [0; 3],
     };
     let groups = [lp.div_ceil(tr), params.heads, u32_of(n, "sequences")?];
-    Ok(Dispatch::new(
-        pipeline,
-        &[qkv, s.q, s.k, s.vt],
-        &params,
-        groups,
-    ))
+    Ok(Dispatch::new(pipeline, &[qkv, vt], &params, groups))
 }
 
 async fn softmax(
@@ -246,32 +261,6 @@ async fn softmax(
         groups_x: groups[0],
     };
     Ok(Dispatch::new(pipeline, &[scores], &params, groups))
-}
-
-async fn merge(
-    ctx: &GpuContext,
-    batch: Batch,
-    seq0: usize,
-    n: usize,
-    o: &wgpu::Buffer,
-    out: &wgpu::Buffer,
-) -> Result<Dispatch, GpuError> {
-    let consts = [("WG", WORKGROUP), ("D", head_dim(&batch)?)];
-    let pipeline = ctx
-        .pipeline("heads_merge", include_str!("heads_merge.wgsl"), &consts)
-        .await?;
-    let count = u32_of(n * batch.len * batch.heads.hidden, "attention outputs")?;
-    let groups = grid(count, WORKGROUP);
-    let params = MergeParams {
-        hidden: u32_of(batch.heads.hidden, "hidden size")?,
-        heads: u32_of(batch.heads.heads, "heads")?,
-        len: u32_of(batch.len, "sequence length")?,
-        seq0: u32_of(seq0, "first sequence")?,
-        count,
-        groups_x: groups[0],
-        pad: [0; 2],
-    };
-    Ok(Dispatch::new(pipeline, &[o, out], &params, groups))
 }
 
 #[cfg(test)]
@@ -302,13 +291,10 @@ mod tests {
             let elems = batch.scratch_elems(chunk);
             // Stale values in the scratch: the padding must not read them.
             let junk = vec![f32::NAN; elems];
-            let bufs: Vec<wgpu::Buffer> = (0..5).map(|_| upload(ctx, &junk)).collect();
+            let bufs: Vec<wgpu::Buffer> = (0..2).map(|_| upload(ctx, &junk)).collect();
             let scratch = Scratch {
-                q: &bufs[0],
-                k: &bufs[1],
-                vt: &bufs[2],
-                scores: &bufs[3],
-                o: &bufs[4],
+                vt: &bufs[0],
+                scores: &bufs[1],
             };
             let qb = upload(ctx, &qkv);
             let out = upload(ctx, &vec![f32::NAN; rows * hidden]);
@@ -319,8 +305,8 @@ mod tests {
             .expect("record");
             assert_eq!(
                 ds.len(),
-                5 * count.div_ceil(chunk),
-                "five kernels per chunk"
+                4 * count.div_ceil(chunk),
+                "four kernels per chunk"
             );
             let got = run(ctx, ds, &out, rows * hidden);
             let what = alloc::format!(
@@ -370,13 +356,7 @@ mod tests {
         assert!(chunk == 64 || more > ctx.limits().max_storage_buffer_binding_size);
         let mut ds = Vec::new();
         let b = upload(ctx, &[0.0; 4]);
-        let scratch = Scratch {
-            q: &b,
-            k: &b,
-            vt: &b,
-            scores: &b,
-            o: &b,
-        };
+        let scratch = Scratch { vt: &b, scores: &b };
         let r = pollster::block_on(attention_gemm(
             ctx,
             batch,

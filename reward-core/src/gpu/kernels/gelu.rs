@@ -1,4 +1,6 @@
 //! The MLP activations, in place: quick-GELU, exact GELU, tanh GELU.
+//! Test-only (see `kernels/mod.rs`): the towers fuse the activation into
+//! fc1's GEMM (`Gemm::act`), which runs the same `activation.wgsl`.
 //!
 //! Mirrors `activate` in `clip/ops.rs` (`QuickGELUActivation`,
 //! `GELUActivation`, `NewGELUActivation` of transformers).
@@ -17,6 +19,9 @@ struct Params {
     pad: u32,
 }
 
+/// The kernel with the shared activation functions.
+const GELU_SOURCE: &str = concat!(include_str!("activation.wgsl"), include_str!("gelu.wgsl"));
+
 /// Applies `act` to the first `count` elements of `x`.
 pub(crate) async fn gelu(
     ctx: &GpuContext,
@@ -25,17 +30,13 @@ pub(crate) async fn gelu(
     count: usize,
 ) -> Result<Dispatch, GpuError> {
     let pipeline = ctx
-        .pipeline("gelu", include_str!("gelu.wgsl"), &[("WG", WORKGROUP)])
+        .pipeline("gelu", GELU_SOURCE, &[("WG", WORKGROUP)])
         .await?;
     let count = u32_of(count, "activation length")?;
     let groups = grid(count, WORKGROUP);
     let params = Params {
         count,
-        act: match act {
-            Activation::QuickGelu => 0,
-            Activation::Gelu => 1,
-            Activation::GeluTanh => 2,
-        },
+        act: super::matmul::act_code(act),
         groups_x: groups[0],
         pad: 0,
     };

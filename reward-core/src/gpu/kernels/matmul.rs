@@ -7,6 +7,7 @@
 use super::super::context::{Dispatch, GpuContext};
 use super::super::error::GpuError;
 use super::u32_of;
+use crate::clip::Activation;
 
 /// Invocations per workgroup side (SIDE x SIDE = 256 invocations); fixed
 /// in `matmul.wgsl`, which holds 4 x 4 outputs per invocation in vec4s.
@@ -16,7 +17,21 @@ const PER: u32 = 4;
 /// The k step held in workgroup memory (2 x 16 x 65 f32: 8.3 KiB).
 const KT: u32 = 16;
 
-/// The uniform both GEMM kernels read (`matmul.wgsl`, `matmul_coop.wgsl`).
+/// The tiled kernel with the shared activation functions.
+const MATMUL_SOURCE: &str = concat!(include_str!("activation.wgsl"), include_str!("matmul.wgsl"));
+
+/// The kernels' code of an activation (`activation.wgsl`).
+pub(super) fn act_code(act: Activation) -> u32 {
+    match act {
+        Activation::QuickGelu => 0,
+        Activation::Gelu => 1,
+        Activation::GeluTanh => 2,
+    }
+}
+
+/// The uniform both GEMM kernels read (`matmul.wgsl`, `matmul_coop.rs`);
+/// `a`, `w`, `o` are each operand's `[base, row stride, outer step, inner
+/// step]` (see [`Operand`]).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub(super) struct Params {
@@ -25,9 +40,42 @@ pub(super) struct Params {
     k: u32,
     flags: u32,
     alpha: f32,
-    a_batch: u32,
-    w_batch: u32,
-    o_batch: u32,
+    inner: u32,
+    pad: [u32; 2],
+    pub a: [u32; 4],
+    pub w: [u32; 4],
+    o: [u32; 4],
+}
+
+/// Where one operand of batch `z` lives, in elements: it starts at
+/// `base + (z / inner) * outer + (z % inner) * step` (`inner` from
+/// [`Strided`]) and its rows are `ld` apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Operand {
+    /// Offset of batch 0.
+    pub base: usize,
+    /// Row stride (at least the row length).
+    pub ld: usize,
+    /// Step per outer batch index.
+    pub outer: usize,
+    /// Step per inner batch index.
+    pub step: usize,
+}
+
+/// Explicit operand layouts with a two-level batch index `z = outer *
+/// inner + i`: how the attention GEMMs read q and k straight out of the
+/// fused qkv rows (outer = sequence, inner = head) and write the context
+/// straight into token rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Strided {
+    /// Inner batch count (heads).
+    pub inner: usize,
+    /// `a [m, k]` of each batch.
+    pub a: Operand,
+    /// `w [n, k]` of each batch.
+    pub w: Operand,
+    /// `out [m, n]` of each batch.
+    pub o: Operand,
 }
 
 /// The shape and options of one (batched) GEMM.
@@ -48,9 +96,45 @@ pub struct Gemm {
     pub alpha: f32,
     /// Add `out`'s previous contents (the residual).
     pub accumulate: bool,
+    /// Activation applied to `alpha * a @ w^T + bias`, before the residual
+    /// (fc1's GELU fused into its GEMM).
+    pub act: Option<Activation>,
+    /// Explicit operand layouts (`None`: dense, as described at `batch`).
+    pub strided: Option<Strided>,
 }
 
 impl Gemm {
+    /// The operand layouts: [`Gemm::strided`] or the dense ones.
+    pub(crate) fn layout(&self) -> Strided {
+        self.strided.unwrap_or(Strided {
+            inner: 1,
+            a: Operand {
+                base: 0,
+                ld: self.k,
+                outer: self.m * self.k,
+                step: 0,
+            },
+            w: Operand {
+                base: 0,
+                ld: self.k,
+                outer: if self.w_shared { 0 } else { self.n * self.k },
+                step: 0,
+            },
+            o: Operand {
+                base: 0,
+                ld: self.n,
+                outer: self.m * self.n,
+                step: 0,
+            },
+        })
+    }
+
+    /// Whether each batch has its own `w` (the attention products).
+    pub(crate) fn batched_w(&self) -> bool {
+        let w = self.layout().w;
+        self.batch > 1 && (w.outer != 0 || w.step != 0)
+    }
+
     /// `[m, k] @ [n, k]^T`, one batch, no scaling, overwriting `out`.
     pub fn new(m: usize, n: usize, k: usize) -> Self {
         Self {
@@ -61,6 +145,8 @@ impl Gemm {
             w_shared: true,
             alpha: 1.0,
             accumulate: false,
+            act: None,
+            strided: None,
         }
     }
 }
@@ -85,9 +171,7 @@ pub(crate) async fn matmul(
         }
     }
     let consts = [("KT", KT)];
-    let pipeline = ctx
-        .pipeline("matmul", include_str!("matmul.wgsl"), &consts)
-        .await?;
+    let pipeline = ctx.pipeline("matmul", MATMUL_SOURCE, &consts).await?;
     let tile = SIDE * PER;
     let groups = [
         params.n.div_ceil(tile).max(1),
@@ -104,19 +188,35 @@ pub(crate) async fn matmul(
 
 /// The kernels' uniform for `g`, sizes checked to fit u32.
 fn params(g: &Gemm, has_bias: bool) -> Result<Params, GpuError> {
+    let l = g.layout();
+    let rows = [("a", l.a, g.k), ("w", l.w, g.k), ("out", l.o, g.n)];
+    if let Some((name, op, len)) = rows.iter().find(|(_, op, len)| op.ld < *len) {
+        return Err(GpuError::Input(alloc::format!(
+            "gemm {name} rows of {len} values with a row stride of {}",
+            op.ld
+        )));
+    }
+    let op = |o: Operand, name: &str| -> Result<[u32; 4], GpuError> {
+        Ok([
+            u32_of(o.base, name)?,
+            u32_of(o.ld, name)?,
+            u32_of(o.outer, name)?,
+            u32_of(o.step, name)?,
+        ])
+    };
     Ok(Params {
         m: u32_of(g.m, "gemm m")?,
         n: u32_of(g.n, "gemm n")?,
         k: u32_of(g.k, "gemm k")?,
-        flags: u32::from(has_bias) | (u32::from(g.accumulate) << 1),
+        flags: u32::from(has_bias)
+            | (u32::from(g.accumulate) << 1)
+            | (g.act.map_or(0, |a| act_code(a) + 1) << 2),
         alpha: g.alpha,
-        a_batch: u32_of(g.m * g.k, "gemm a stride")?,
-        w_batch: if g.w_shared {
-            0
-        } else {
-            u32_of(g.n * g.k, "gemm w stride")?
-        },
-        o_batch: u32_of(g.m * g.n, "gemm out stride")?,
+        inner: u32_of(l.inner.max(1), "gemm inner batch")?,
+        pad: [0; 2],
+        a: op(l.a, "gemm a layout")?,
+        w: op(l.w, "gemm w layout")?,
+        o: op(l.o, "gemm out layout")?,
     })
 }
 
@@ -145,18 +245,22 @@ pub(crate) mod tests {
     fn reference(g: &Gemm, a: &[f32], w: &[f32], bias: Option<&[f32]>, init: &[f32]) -> Vec<f32> {
         let mut out = init.to_vec();
         for b in 0..g.batch {
-            let o = &mut out[b * g.m * g.n..][..g.m * g.n];
-            if !g.accumulate {
-                o.fill(0.0);
-            }
+            let mut y = alloc::vec![0.0; g.m * g.n];
             if let Some(bias) = bias {
-                o.chunks_exact_mut(g.n)
+                y.chunks_exact_mut(g.n)
                     .for_each(|r| r.iter_mut().zip(bias).for_each(|(v, b)| *v += b));
             }
             let wb = if g.w_shared { 0 } else { b * g.n * g.k };
             let lhs = MatRef::dense(&a[b * g.m * g.k..], g.m, g.k);
             let rhs = MatRef::dense(&w[wb..], g.n, g.k).t();
-            cpu_matmul(o, g.n, true, lhs, rhs, g.alpha, false);
+            cpu_matmul(&mut y, g.n, true, lhs, rhs, g.alpha, false);
+            if let Some(act) = g.act {
+                crate::clip::ops::activate(&mut y, g.n, act);
+            }
+            let o = &mut out[b * g.m * g.n..][..g.m * g.n];
+            for (o, y) in o.iter_mut().zip(&y) {
+                *o = if g.accumulate { *o + y } else { *y };
+            }
         }
         out
     }
@@ -235,6 +339,108 @@ pub(crate) mod tests {
                 });
             }
         });
+    }
+
+    /// Strided operands with a two-level batch (3 inner x 2 outer), the
+    /// way the attention GEMMs read qkv rows and write token rows; every
+    /// offset a multiple of 4 and k = 32 so the tensor-core kernel takes it.
+    /// Output values outside the batches' blocks must stay untouched.
+    pub(crate) fn check_strided_on(ctx: &GpuContext, precision: crate::gpu::Precision) {
+        let (m, n, k, inner, outer) = (5, 7, 32, 3, 2);
+        let layout = Strided {
+            inner,
+            a: Operand {
+                base: 8,
+                ld: 3 * k + 4,
+                outer: m * (3 * k + 4),
+                step: k,
+            },
+            w: Operand {
+                base: 4,
+                ld: 36,
+                outer: 0,
+                step: n * 36,
+            },
+            o: Operand {
+                base: 4,
+                ld: 24,
+                outer: m * 24,
+                step: 8,
+            },
+        };
+        let mut g = Gemm::new(m, n, k);
+        g.batch = inner * outer;
+        g.alpha = 0.5;
+        g.accumulate = true;
+        g.strided = Some(layout);
+        let a = data(8 + outer * layout.a.outer + 4, 41);
+        let w = data(4 + inner * layout.w.step + 4, 42);
+        let bias = data(n, 43);
+        let init = data(4 + outer * layout.o.outer + 4, 44);
+        let mut want = init.clone();
+        for z in 0..g.batch {
+            let at = |o: Operand| o.base + (z / inner) * o.outer + (z % inner) * o.step;
+            let (oa, ow, oo) = (at(layout.a), at(layout.w), at(layout.o));
+            for r in 0..m {
+                for c in 0..n {
+                    let dot: f32 = (0..k)
+                        .map(|i| a[oa + r * layout.a.ld + i] * w[ow + c * layout.w.ld + i])
+                        .sum();
+                    want[oo + r * layout.o.ld + c] += g.alpha * dot + bias[c];
+                }
+            }
+        }
+        let (ab, wb, bb) = (upload(ctx, &a), upload(ctx, &w), upload(ctx, &bias));
+        let out = upload(ctx, &init);
+        let d = pollster::block_on(matmul(ctx, &g, &ab, &wb, Some(&bb), &out)).expect("record");
+        let got = run(ctx, alloc::vec![d], &out, init.len());
+        let what = alloc::format!("strided gemm {precision:?} ({})", ctx.gemm_kernel());
+        assert_close(&got, &want, tolerance(precision), &what);
+    }
+
+    #[test]
+    fn strided_operands_with_two_level_batches() {
+        for (ctx, precision) in precisions() {
+            check_strided_on(ctx, precision);
+        }
+    }
+
+    #[test]
+    fn overlapping_rows_are_an_input_error() {
+        let Some((ctx, _)) = precisions().into_iter().next() else {
+            return;
+        };
+        let mut g = Gemm::new(4, 4, 8);
+        let dense = g.layout();
+        g.strided = Some(Strided {
+            o: Operand { ld: 3, ..dense.o },
+            ..dense
+        });
+        let b = upload(ctx, &[0.0; 64]);
+        let e = pollster::block_on(matmul(ctx, &g, &b, &b, None, &b));
+        assert!(
+            matches!(&e, Err(GpuError::Input(m)) if m.contains("out rows of 4 values with a row stride of 3")),
+            "{:?}",
+            e.err()
+        );
+    }
+
+    /// fc1's activation in the epilogue, each kind, with and without a
+    /// residual (applied after the activation).
+    #[test]
+    fn activation_in_the_epilogue() {
+        for act in [
+            Activation::QuickGelu,
+            Activation::Gelu,
+            Activation::GeluTanh,
+        ] {
+            let mut g = Gemm::new(70, 65, 64);
+            g.act = Some(act);
+            g.alpha = 3.0; // pre-activations over both saturating tails
+            check(g, true);
+            g.accumulate = true;
+            check(g, false);
+        }
     }
 
     #[test]

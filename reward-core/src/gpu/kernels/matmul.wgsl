@@ -1,4 +1,4 @@
-// out[b, m, n] = (ACC ? out : 0) + alpha * a[b, m, k] @ w[b, n, k]^T + bias[n]
+// out[b, m, n] = (ACC ? out : 0) + act(alpha * a[b, m, k] @ w[b, n, k]^T + bias[n])
 // Tiled: a workgroup computes a 64 x 64 block; each of its 16 x 16
 // invocations owns 4 x 4 outputs strided by 16 (rows lid.y + 16 i, columns
 // lid.x + 16 j), held in four vec4 registers. k advances KT at a time
@@ -14,9 +14,18 @@ struct Params {
     k: u32,
     flags: u32,
     alpha: f32,
-    a_batch: u32,
-    w_batch: u32,
-    o_batch: u32,
+    inner: u32,
+    _p0: u32,
+    _p1: u32,
+    // Per operand: base, row stride, outer step, inner step (elements);
+    // batch z starts at base + (z / inner) * outer + (z % inner) * inner step.
+    la: vec4<u32>,
+    lw: vec4<u32>,
+    lo: vec4<u32>,
+}
+
+fn start(l: vec4<u32>, z: u32) -> u32 {
+    return l.x + (z / p.inner) * l.z + (z % p.inner) * l.w;
 }
 
 @group(0) @binding(0) var<storage, read> a: array<T>;
@@ -39,7 +48,12 @@ fn store(r: u32, c: u32, v: f32, obase: u32) {
         if ((p.flags & 1u) != 0u) {
             x += f32(bias[c]);
         }
-        let o = obase + r * p.n + c;
+        // Bits 2-3: activation code + 1 (activation.wgsl), before the residual.
+        let act = (p.flags >> 2u) & 3u;
+        if (act != 0u) {
+            x = activate(x, act - 1u);
+        }
+        let o = obase + r * p.lo.y + c;
         if ((p.flags & 2u) != 0u) {
             x += f32(out[o]);
         }
@@ -58,8 +72,8 @@ fn store_row(r: u32, c0: u32, v: vec4<f32>, obase: u32) {
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let row0 = wid.y * TILE;
     let col0 = wid.x * TILE;
-    let abase = wid.z * p.a_batch;
-    let wbase = wid.z * p.w_batch;
+    let abase = start(p.la, wid.z);
+    let wbase = start(p.lw, wid.z);
     let t = lid.y * SIDE + lid.x;
     var c0 = vec4<f32>(0.0);
     var c1 = vec4<f32>(0.0);
@@ -74,12 +88,12 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
             let gk = k0 + kk;
             var va = 0.0;
             if (row0 + r < p.m && gk < p.k) {
-                va = f32(a[abase + (row0 + r) * p.k + gk]);
+                va = f32(a[abase + (row0 + r) * p.la.y + gk]);
             }
             ta[kk * TS + r] = va;
             var vw = 0.0;
             if (col0 + r < p.n && gk < p.k) {
-                vw = f32(w[wbase + (col0 + r) * p.k + gk]);
+                vw = f32(w[wbase + (col0 + r) * p.lw.y + gk]);
             }
             tw[kk * TS + r] = vw;
         }
@@ -96,7 +110,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
         }
         workgroupBarrier();
     }
-    let obase = wid.z * p.o_batch;
+    let obase = start(p.lo, wid.z);
     let r = row0 + lid.y;
     let c = col0 + lid.x;
     store_row(r, c, c0, obase);

@@ -35,7 +35,7 @@ pub(crate) const KT: u32 = 32;
 /// One block shape of the cooperative GEMM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CoopTile {
-    /// Name for [`crate::gpu::GpuOptions::coop_tile`] and the profile.
+    /// Name for [`crate::gpu::GpuOptions::coop_tile`] and `gemm_kernel`.
     pub name: &'static str,
     /// Rows of `out` per workgroup.
     pub bm: u32,
@@ -47,22 +47,24 @@ pub struct CoopTile {
     pub tn: u32,
 }
 
-/// The block shapes, the default first (the one measured at 65 TFLOP/s on
-/// an H200, docs/perf.md); the others are candidates for A/B runs
+/// The block shapes, the default first. On a lent H200 (docs/perf.md,
+/// 2026-11-27 session 5) `128x128/64x64` ran the tower's linear layers
+/// fastest (fc1 ~96 TFLOP/s) and `64x64/32x32` the attention products
+/// (`n` = 64 or k = 64); the others are kept for A/B runs
 /// (`FISAO_GPU_COOP_TILE` in `gpu_device_bench`).
 pub const COOP_TILES: [CoopTile; 5] = [
-    CoopTile {
-        name: "128x128/32x64",
-        bm: 128,
-        bn: 128,
-        tm: 2,
-        tn: 4,
-    },
     CoopTile {
         name: "128x128/64x64",
         bm: 128,
         bn: 128,
         tm: 4,
+        tn: 4,
+    },
+    CoopTile {
+        name: "128x128/32x64",
+        bm: 128,
+        bn: 128,
+        tm: 2,
         tn: 4,
     },
     CoopTile {
@@ -87,6 +89,10 @@ pub const COOP_TILES: [CoopTile; 5] = [
         tn: 2,
     },
 ];
+
+/// The block shape of batched GEMMs with a weight per batch (the attention
+/// products: `577 x 608 x 64` and `577 x 64 x 608` per head on ViT-L/14-336).
+pub const BATCHED_TILE: CoopTile = COOP_TILES[4];
 
 impl CoopTile {
     /// The tile named `name` (an input error listing the names otherwise).
@@ -149,7 +155,16 @@ impl CoopTile {
 /// multiple of [`KT`] (every CLIP GEMM: k is 768, 1024, 3072 or 4096; the
 /// attention GEMMs pad to it).
 pub(crate) fn covers(ctx: &GpuContext, g: &Gemm) -> bool {
-    ctx.coop().is_some() && ctx.precision() == Precision::F16 && g.k > 0 && g.k % KT as usize == 0
+    // The operands are read as vec4s: every offset a multiple of 4.
+    let l = g.layout();
+    let aligned = [l.a, l.w]
+        .iter()
+        .all(|o| (o.base | o.ld | o.outer | o.step) % 4 == 0);
+    ctx.coop().is_some()
+        && ctx.precision() == Precision::F16
+        && g.k > 0
+        && g.k % KT as usize == 0
+        && aligned
 }
 
 /// Records the GEMM on the cooperative kernel (call only where [`covers`]);
@@ -166,7 +181,10 @@ pub(super) async fn matmul_coop(
     bias: Option<&wgpu::Buffer>,
     out: &wgpu::Buffer,
 ) -> Result<Option<Dispatch>, GpuError> {
-    let tile = ctx.coop_tile();
+    let tile = match g.batched_w() {
+        false => ctx.coop_tile(),
+        true => BATCHED_TILE,
+    };
     let source = tile.source();
     let pipeline = match ctx.pipeline("matmul_coop", &source, &tile.consts()).await {
         Ok(p) => p,
@@ -196,9 +214,13 @@ const PRELUDE: &str = r#"struct Params {
     k: u32,
     flags: u32,
     alpha: f32,
-    a_batch: u32,
-    w_batch: u32,
-    o_batch: u32,
+    inner: u32,
+    _p0: u32,
+    _p1: u32,
+    // Per operand: base, row stride, outer step, inner step (elements).
+    la: vec4<u32>,
+    lw: vec4<u32>,
+    lo: vec4<u32>,
 }
 
 @group(0) @binding(0) var<storage, read> a: array<vec4<f16>>;
@@ -213,12 +235,18 @@ var<workgroup> sa: array<f16, BM * LDS>; // [row][k]
 var<workgroup> sb: array<f16, BN * LDS>; // [col][k]: column-major B = w^T
 var<workgroup> sc: array<f32, WG / 32u * 256u>; // one 16 x 16 tile per subgroup
 
+// Where batch z of an operand starts (elements).
+fn start(l: vec4<u32>, z: u32) -> u32 {
+    return l.x + (z / p.inner) * l.z + (z % p.inner) * l.w;
+}
+
 // Element group i of one operand's k block: row i / (KT / 4), k quad
-// i % (KT / 4); zeros past the operand's rows.
+// i % (KT / 4); zeros past the operand's rows. `base` is the batch start;
+// offsets and row strides are multiples of 4 (checked on the host).
 fn read_a(i: u32, row0: u32, k0: u32, base: u32) -> vec4<f16> {
     let r = row0 + i / (KT / 4u);
     if (r < p.m) {
-        return a[base + (r * p.k + k0) / 4u + i % (KT / 4u)];
+        return a[(base + r * p.la.y + k0) / 4u + i % (KT / 4u)];
     }
     return vec4<f16>(0.0);
 }
@@ -226,7 +254,7 @@ fn read_a(i: u32, row0: u32, k0: u32, base: u32) -> vec4<f16> {
 fn read_w(i: u32, col0: u32, k0: u32, base: u32) -> vec4<f16> {
     let c = col0 + i / (KT / 4u);
     if (c < p.n) {
-        return w[base + (c * p.k + k0) / 4u + i % (KT / 4u)];
+        return w[(base + c * p.lw.y + k0) / 4u + i % (KT / 4u)];
     }
     return vec4<f16>(0.0);
 }
@@ -253,7 +281,12 @@ fn store(r: u32, c: u32, v: f32, obase: u32) {
         if ((p.flags & 1u) != 0u) {
             x += f32(bias[c]);
         }
-        let o = obase + r * p.n + c;
+        // Bits 2-3: activation code + 1 (activation.wgsl), before the residual.
+        let act = (p.flags >> 2u) & 3u;
+        if (act != 0u) {
+            x = activate(x, act - 1u);
+        }
+        let o = obase + r * p.lo.y + c;
         if ((p.flags & 2u) != 0u) {
             x += f32(out[o]);
         }
@@ -279,6 +312,7 @@ fn emit(acc: coop_mat16x16<f32, C>, sg: u32, lane: u32, r0: u32, c0: u32, obase:
 fn kernel_source(t: &CoopTile) -> String {
     let (la, lw) = t.loads();
     let mut s = String::from("enable wgpu_cooperative_matrix;\n");
+    s.push_str(include_str!("activation.wgsl"));
     s.push_str(PRELUDE);
     s.push_str(
         "\n@compute @workgroup_size(WG, 1, 1)\nfn main(\n    \
@@ -289,9 +323,7 @@ fn kernel_source(t: &CoopTile) -> String {
     );
     let sub_m = t.bm / (16 * t.tm);
     s.push_str("    let row0 = wid.y * BM;\n    let col0 = wid.x * BN;\n");
-    s.push_str(
-        "    let abase = wid.z * (p.a_batch / 4u);\n    let wbase = wid.z * (p.w_batch / 4u);\n",
-    );
+    s.push_str("    let abase = start(p.la, wid.z);\n    let wbase = start(p.lw, wid.z);\n");
     s.push_str(&format!(
         "    // Subgroup sg owns rows sm .. sm + {} and columns sn .. sn + {} of the block.\n",
         16 * t.tm,
@@ -359,7 +391,7 @@ fn kernel_source(t: &CoopTile) -> String {
             ));
         }
     }
-    s.push_str("        }\n    }\n    let obase = wid.z * p.o_batch;\n");
+    s.push_str("        }\n    }\n    let obase = start(p.lo, wid.z);\n");
     for i in 0..t.tm {
         for j in 0..t.tn {
             s.push_str(&format!(
@@ -376,7 +408,7 @@ fn kernel_source(t: &CoopTile) -> String {
 #[cfg(test)]
 mod tests {
     use super::super::super::context::shader_source;
-    use super::super::matmul::tests::{check, check_on};
+    use super::super::matmul::tests::{check, check_on, check_strided_on};
     use super::super::testing::context;
     use super::*;
 
@@ -567,7 +599,10 @@ mod tests {
             let mut residual = Gemm::new(300, 270, 1024);
             residual.alpha = 0.125;
             residual.accumulate = true;
+            let mut fc1 = Gemm::new(150, 140, 64);
+            fc1.act = Some(crate::clip::Activation::QuickGelu);
             for (g, bias) in [
+                (fc1, true),
                 (Gemm::new(1, 1, 32), true),
                 (Gemm::new(130, 70, 96), false),
                 (Gemm::new(257, 300, 128), true),
@@ -576,6 +611,7 @@ mod tests {
             ] {
                 check_on(&ctx, Precision::F16, g, bias);
             }
+            check_strided_on(&ctx, Precision::F16);
             assert!(ctx.coop().is_some(), "{}: {}", tile.name, ctx.gemm_kernel());
             std::eprintln!(
                 "coop tile {} parity PASSED on {}",

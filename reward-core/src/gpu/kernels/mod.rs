@@ -7,6 +7,10 @@
 
 pub mod attention;
 pub mod attention_gemm;
+// In-place activation kernel: the context tests' one-binding kernel (runs,
+// faults, caches) and the activation snippet's wide-range check. The tower
+// applies the activation in fc1's GEMM epilogue instead.
+#[cfg(test)]
 pub mod gelu;
 pub mod layernorm;
 pub mod matmul;
