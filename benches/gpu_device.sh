@@ -15,6 +15,7 @@
 #                                        # SWEEP_ATTENTION (default "gemm"; "fused gemm"
 #                                        # for both), one line each, and with
 #                                        # SWEEP_PROFILE=1 each shape's per-kernel profile
+#                                        # (SWEEP_TILES="a b": only those shapes)
 # The wgpu JSON line's "gemm" names the GEMM kernel that ran ("coop-16x16x16-f16-f32"
 # where the adapter has cooperative matrices, else "tiled-f32").
 # The wgpu JSON line has "per_call": submissions, dispatches, buffers, bind groups,
@@ -49,7 +50,7 @@ if [ "${AB:-0}" = 1 ]; then
 fi
 if [ "${SWEEP:-0}" = 1 ]; then
   echo "sweep: block shape x attention (images/s):"
-  for tile in $("$BIN" --tiles); do
+  for tile in ${SWEEP_TILES:-$("$BIN" --tiles)}; do
     for attn in ${SWEEP_ATTENTION:-gemm}; do
       line=$(FISAO_GPU_COOP_TILE=$tile FISAO_GPU_ATTENTION=$attn timeout 120 "$BIN" "$DIR" "$BATCH" "$REPEATS" ${PRECISION:-} | tail -1) || line="failed: $?"
       echo "sweep $tile $attn: $line"

@@ -15,8 +15,8 @@
 //! cooperative matrices; `tiled-f32`: the portable kernel);
 //! `FISAO_GPU_COOP=0` forces the portable one for A/B runs,
 //! `FISAO_GPU_COOP_TILE=<name>` picks the cooperative GEMM's block shape
-//! (`reward_core::gpu::COOP_TILES`), and `FISAO_GPU_ATTENTION=fused|gemm`
-//! the image tower's attention (default `auto`: GEMMs on tensor cores).
+//! (`reward_core::gpu::COOP_TILES`), and `FISAO_GPU_ATTENTION=fused|gemm|flash`
+//! the image tower's attention (default `auto`: flash on tensor cores).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -65,9 +65,10 @@ fn main() -> Result<(), String> {
         Err(_) | Ok("auto") => AttentionKernel::Auto,
         Ok("fused") => AttentionKernel::Fused,
         Ok("gemm") => AttentionKernel::Gemm,
+        Ok("flash") => AttentionKernel::Flash,
         Ok(other) => {
             return Err(format!(
-                "FISAO_GPU_ATTENTION={other:?}: expected auto, fused or gemm"
+                "FISAO_GPU_ATTENTION={other:?}: expected auto, fused, gemm or flash"
             ));
         }
     };

@@ -72,15 +72,21 @@ pub struct GpuOptions {
 /// fused kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AttentionKernel {
-    /// GEMMs where the GEMMs run on cooperative matrices, fused elsewhere.
+    /// [`AttentionKernel::Flash`] where the device has cooperative
+    /// matrices, [`AttentionKernel::Fused`] elsewhere.
     #[default]
     Auto,
-    /// The fused flash-style kernel (`kernels/attention.wgsl`) everywhere.
+    /// The fused flash-style kernel in plain WGSL
+    /// (`kernels/attention.wgsl`) everywhere.
     Fused,
     /// Scores and context as two batched GEMMs around a row softmax
     /// (`kernels/attention_gemm.rs`) wherever the batch allows, tensor
     /// cores or not (for A/B runs and tests).
     Gemm,
+    /// One flash-attention kernel on cooperative matrices
+    /// (`kernels/attention_flash.rs`) where the device and head dim allow,
+    /// else as [`AttentionKernel::Gemm`].
+    Flash,
 }
 
 impl Default for GpuOptions {
@@ -308,23 +314,25 @@ impl GpuContext {
         self.coop_tile
     }
 
-    /// Which attention the image tower runs on this context: `"gemm"` (two
-    /// batched GEMMs around a row softmax) or `"fused"` (one kernel).
+    /// Which attention the image tower runs on this context (for head dims
+    /// the kernel supports): `"flash"`, `"gemm"` or `"fused"`.
     pub fn attention_kernel(&self) -> &'static str {
-        match self.attention_as_gemms() {
-            true => "gemm",
-            false => "fused",
+        match self.attention_choice() {
+            AttentionKernel::Flash => "flash",
+            AttentionKernel::Gemm => "gemm",
+            _ => "fused",
         }
     }
 
-    /// Whether equal-length, non-causal attention runs as GEMMs here:
-    /// forced by [`GpuOptions::attention`], or (`Auto`) where the GEMMs
-    /// run on cooperative matrices.
-    pub(crate) fn attention_as_gemms(&self) -> bool {
-        match self.attention {
-            AttentionKernel::Auto => self.coop().is_some(),
-            AttentionKernel::Fused => false,
-            AttentionKernel::Gemm => true,
+    /// [`GpuOptions::attention`] resolved: `Auto` becomes `Flash` where the
+    /// GEMMs run on cooperative matrices and `Fused` elsewhere; `Flash`
+    /// without cooperative matrices becomes `Gemm`.
+    pub(crate) fn attention_choice(&self) -> AttentionKernel {
+        match (self.attention, self.coop().is_some()) {
+            (AttentionKernel::Auto, true) => AttentionKernel::Flash,
+            (AttentionKernel::Auto, false) => AttentionKernel::Fused,
+            (AttentionKernel::Flash, false) => AttentionKernel::Gemm,
+            (chosen, _) => chosen,
         }
     }
 
@@ -832,6 +840,15 @@ impl Dispatch {
     }
 }
 
+/// Workgroup memory the cooperative kernels need: the GEMM tiles and the
+/// flash attention of CLIP's head dim (64, the largest it supports).
+fn coop_shared_bytes(tile: &CoopTile) -> u32 {
+    let flash = super::kernels::attention_flash::shared_bytes(super::kernels::attention_flash::BK);
+    tile.shared_bytes()
+        .max(BATCHED_TILE.shared_bytes())
+        .max(flash)
+}
+
 /// The configuration the cooperative GEMM needs, if `adapter` has it:
 /// 16 x 16 x 16 tiles of f16 with f32 accumulation, subgroups of exactly
 /// 32 (the kernel splits 256 invocations into 8 subgroups), and room for
@@ -847,8 +864,7 @@ fn coop_config(
     let fits = adapter.features().contains(needed)
         && info.subgroup_min_size == 32
         && info.subgroup_max_size == 32
-        && adapter.limits().max_compute_workgroup_storage_size
-            >= tile.shared_bytes().max(BATCHED_TILE.shared_bytes());
+        && adapter.limits().max_compute_workgroup_storage_size >= coop_shared_bytes(tile);
     if !fits {
         return None;
     }

@@ -12,9 +12,10 @@ use alloc::format;
 use alloc::vec::Vec;
 use core::ops::Range;
 
-use super::context::{Dispatch, GpuContext};
+use super::context::{AttentionKernel, Dispatch, GpuContext};
 use super::error::GpuError;
 use super::kernels::attention::{Heads, attention, seq_table};
+use super::kernels::attention_flash::{attention_flash, supports as flash_supports};
 use super::kernels::attention_gemm::{Batch, Scratch, attention_gemm};
 use super::kernels::layernorm::{Norm, layernorm};
 use super::kernels::matmul::{Gemm, matmul};
@@ -275,22 +276,15 @@ impl GpuEncoder {
             hidden: h,
             heads: self.shape.heads,
         };
-        let gemm_attention = match gemm_batch(ctx, heads, packed) {
-            Some((batch, chunk)) => {
+        let path = attention_path(ctx, heads, packed);
+        let gemm_scratch = match path {
+            AttentionPath::Gemm(batch, chunk) => {
                 let elems = batch.scratch_elems(chunk);
-                let mut bufs = Vec::with_capacity(5);
-                for name in [
-                    "attention q",
-                    "attention k",
-                    "attention v^T",
-                    "attention scores",
-                ] {
-                    bufs.push(ws.get(ctx, name, elems).await?);
-                }
-                bufs.push(ws.get(ctx, "attention context", elems).await?);
-                Some((batch, chunk, bufs))
+                let vt = ws.get(ctx, "attention v^T", elems).await?;
+                let scores = ws.get(ctx, "attention scores", elems).await?;
+                Some([vt, scores])
             }
-            None => None,
+            _ => None,
         };
         for layer in &self.layers {
             out.push(
@@ -300,15 +294,18 @@ impl GpuEncoder {
                     .await?,
             );
             out.push(layer.qkv.record(ctx, &normed, rows, &qkv, false).await?);
-            match &gemm_attention {
-                Some((batch, chunk, bufs)) => {
+            match (path, &gemm_scratch) {
+                (AttentionPath::Flash(len, count), _) => {
+                    out.push(attention_flash(ctx, heads, len, count, &qkv, &attn).await?);
+                }
+                (AttentionPath::Gemm(batch, chunk), Some(bufs)) => {
                     let scratch = Scratch {
                         vt: &bufs[0],
                         scores: &bufs[1],
                     };
-                    attention_gemm(ctx, *batch, *chunk, &qkv, &scratch, &attn, out).await?;
+                    attention_gemm(ctx, batch, chunk, &qkv, &scratch, &attn, out).await?;
                 }
-                None => {
+                _ => {
                     let n = packed.seqs.len();
                     let causal = packed.causal;
                     out.push(attention(ctx, heads, causal, &qkv, &table, n, max_len, &attn).await?);
@@ -329,25 +326,46 @@ impl GpuEncoder {
     }
 }
 
-/// The GEMM-attention batch and chunk of `packed`, when the context runs
-/// attention as GEMMs and the sequences allow it: not causal, all of one
-/// length, back to back from row 0, and one sequence's scores fit a binding.
-fn gemm_batch(ctx: &GpuContext, heads: Heads, packed: &Packed<'_>) -> Option<(Batch, usize)> {
-    let len = packed.seqs.first()?.len();
+/// How one encoder call computes attention.
+#[derive(Clone, Copy)]
+enum AttentionPath {
+    /// `attention_flash` over (length, count) sequences.
+    Flash(usize, usize),
+    /// `attention_gemm`, `chunk` sequences at a time.
+    Gemm(Batch, usize),
+    /// The fused kernel (any batch).
+    Fused,
+}
+
+/// The attention path of `packed` on `ctx`: flash or GEMMs only where the
+/// context asks for them (`GpuContext::attention_choice`) and the batch
+/// allows: not causal, all sequences of one length back to back from row
+/// 0, the head dim supported (flash) and one sequence's scores within a
+/// binding (GEMMs).
+fn attention_path(ctx: &GpuContext, heads: Heads, packed: &Packed<'_>) -> AttentionPath {
+    let Some(len) = packed.seqs.first().map(|s| s.len()) else {
+        return AttentionPath::Fused;
+    };
     let uniform = packed
         .seqs
         .iter()
         .enumerate()
         .all(|(i, s)| s.start == i * len && s.len() == len);
-    if packed.causal || len == 0 || !uniform || !ctx.attention_as_gemms() {
-        return None;
+    if packed.causal || len == 0 || !uniform {
+        return AttentionPath::Fused;
     }
-    let batch = Batch {
-        heads,
-        len,
-        count: packed.seqs.len(),
-    };
-    Some((batch, batch.chunk(ctx)?))
+    let count = packed.seqs.len();
+    let choice = ctx.attention_choice();
+    if choice == AttentionKernel::Flash && flash_supports(ctx, heads) {
+        return AttentionPath::Flash(len, count);
+    }
+    if matches!(choice, AttentionKernel::Flash | AttentionKernel::Gemm) {
+        let batch = Batch { heads, len, count };
+        if let Some(chunk) = batch.chunk(ctx) {
+            return AttentionPath::Gemm(batch, chunk);
+        }
+    }
+    AttentionPath::Fused
 }
 
 /// `vision_model` plus `visual_projection` on the device.

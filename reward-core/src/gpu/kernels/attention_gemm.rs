@@ -26,9 +26,9 @@ use super::attention::Heads;
 use super::matmul::{Gemm, Operand, Strided, matmul};
 use super::{MAX_GROUPS, WORKGROUP, grid, u32_of};
 
-/// The padded key length is a multiple of this: the tensor-core GEMM's k
-/// step (`matmul_coop`'s KT).
-const PAD: usize = 32;
+/// The padded key length is a multiple of this: the k step of the
+/// tensor-core tile the attention products run on.
+const PAD: usize = super::matmul_coop::BATCHED_TILE.kt as usize;
 /// Rows per `softmax_rows` workgroup (32 invocations each).
 const SOFTMAX_ROWS: u32 = 8;
 

@@ -11,13 +11,13 @@
 //! arrays of cooperative matrices, so each subgroup's accumulators,
 //! operand tiles and register-staged loads are written out one by one.
 //! A workgroup of `32 x subgroups` invocations computes a `bm x bn` block
-//! of `out`; k advances [`KT`] at a time: every invocation reads its share
+//! of `out`; k advances `kt` (32 or 64) at a time: every invocation reads its share
 //! of both operands' k block from global memory into registers (vec4 of
 //! f16), stores it to workgroup memory (`[row][k]`, rows padded to
-//! `KT + 8` halves so every 16 x 16 load stays 16-byte aligned), and each
+//! `kt + 8` halves so every 16 x 16 load stays 16-byte aligned), and each
 //! subgroup multiplies its `16 tm x 16 tn` sub-block out of it while the
 //! next k block is read. Rows past m and columns past n are read as zeros
-//! and never stored; k must be a multiple of [`KT`]. The epilogue goes
+//! and never stored; k must be a multiple of `kt`. The epilogue goes
 //! through a 16 x 16 f32 staging tile per subgroup, so alpha, the bias and
 //! the residual are applied in f32 and each value is rounded to f16 once.
 
@@ -28,9 +28,6 @@ use super::super::context::{Dispatch, GpuContext, Precision};
 use super::super::error::GpuError;
 use super::matmul::{Gemm, Params, check_groups};
 use super::u32_of;
-
-/// The k step staged in workgroup memory; k must be a multiple of it.
-pub(crate) const KT: u32 = 32;
 
 /// One block shape of the cooperative GEMM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +42,8 @@ pub struct CoopTile {
     pub tm: u32,
     /// 16-column tiles per subgroup.
     pub tn: u32,
+    /// The k step staged in workgroup memory; k must be a multiple of it.
+    pub kt: u32,
 }
 
 /// The block shapes, the default first. On a lent H200 (docs/perf.md,
@@ -52,13 +51,14 @@ pub struct CoopTile {
 /// fastest (fc1 ~96 TFLOP/s) and `64x64/32x32` the attention products
 /// (`n` = 64 or k = 64); the others are kept for A/B runs
 /// (`FISAO_GPU_COOP_TILE` in `gpu_device_bench`).
-pub const COOP_TILES: [CoopTile; 5] = [
+pub const COOP_TILES: [CoopTile; 7] = [
     CoopTile {
         name: "128x128/64x64",
         bm: 128,
         bn: 128,
         tm: 4,
         tn: 4,
+        kt: 32,
     },
     CoopTile {
         name: "128x128/32x64",
@@ -66,6 +66,7 @@ pub const COOP_TILES: [CoopTile; 5] = [
         bn: 128,
         tm: 2,
         tn: 4,
+        kt: 32,
     },
     CoopTile {
         name: "128x256/64x64",
@@ -73,6 +74,7 @@ pub const COOP_TILES: [CoopTile; 5] = [
         bn: 256,
         tm: 4,
         tn: 4,
+        kt: 32,
     },
     CoopTile {
         name: "256x128/64x64",
@@ -80,6 +82,7 @@ pub const COOP_TILES: [CoopTile; 5] = [
         bn: 128,
         tm: 4,
         tn: 4,
+        kt: 32,
     },
     CoopTile {
         name: "64x64/32x32",
@@ -87,6 +90,23 @@ pub const COOP_TILES: [CoopTile; 5] = [
         bn: 64,
         tm: 2,
         tn: 2,
+        kt: 32,
+    },
+    CoopTile {
+        name: "128x128/64x64-k64",
+        bm: 128,
+        bn: 128,
+        tm: 4,
+        tn: 4,
+        kt: 64,
+    },
+    CoopTile {
+        name: "128x128/32x64-k64",
+        bm: 128,
+        bn: 128,
+        tm: 2,
+        tn: 4,
+        kt: 64,
     },
 ];
 
@@ -122,12 +142,12 @@ impl CoopTile {
     /// Workgroup memory the kernel declares: both staged operand tiles (f16,
     /// rows padded to KT + 8) and one 16 x 16 f32 epilogue tile per subgroup.
     pub(crate) fn shared_bytes(&self) -> u32 {
-        (self.bm + self.bn) * (KT + 8) * 2 + self.subgroups() * 256 * 4
+        (self.bm + self.bn) * (self.kt + 8) * 2 + self.subgroups() * 256 * 4
     }
 
     /// vec4 loads per invocation and k block: (a, w).
     fn loads(&self) -> (u32, u32) {
-        let per = |rows: u32| rows * KT / 4 / self.invocations();
+        let per = |rows: u32| rows * self.kt / 4 / self.invocations();
         (per(self.bm), per(self.bn))
     }
 
@@ -137,7 +157,7 @@ impl CoopTile {
         [
             ("BM", self.bm),
             ("BN", self.bn),
-            ("KT", KT),
+            ("KT", self.kt),
             ("WG", self.invocations()),
             ("TM", self.tm),
             ("TN", self.tn),
@@ -150,12 +170,21 @@ impl CoopTile {
     }
 }
 
+/// The block shape `g` runs on: the attention products (a `w` per batch)
+/// on [`BATCHED_TILE`], everything else on the context's tile.
+fn tile_for(ctx: &GpuContext, g: &Gemm) -> CoopTile {
+    match g.batched_w() {
+        false => ctx.coop_tile(),
+        true => BATCHED_TILE,
+    }
+}
+
 /// Whether `g` runs on the cooperative kernel on `ctx`: the device opened
-/// with a cooperative-matrix configuration (f16 only) and k is a positive
-/// multiple of [`KT`] (every CLIP GEMM: k is 768, 1024, 3072 or 4096; the
-/// attention GEMMs pad to it).
+/// with a cooperative-matrix configuration (f16 only), k is a positive
+/// multiple of its tile's k step (every CLIP GEMM: k is 768, 1024, 3072 or
+/// 4096; the attention products pad to their tile's) and every operand offset
+/// and row stride is a multiple of 4 (the kernel reads vec4s).
 pub(crate) fn covers(ctx: &GpuContext, g: &Gemm) -> bool {
-    // The operands are read as vec4s: every offset a multiple of 4.
     let l = g.layout();
     let aligned = [l.a, l.w]
         .iter()
@@ -163,7 +192,7 @@ pub(crate) fn covers(ctx: &GpuContext, g: &Gemm) -> bool {
     ctx.coop().is_some()
         && ctx.precision() == Precision::F16
         && g.k > 0
-        && g.k % KT as usize == 0
+        && g.k % tile_for(ctx, g).kt as usize == 0
         && aligned
 }
 
@@ -181,10 +210,7 @@ pub(super) async fn matmul_coop(
     bias: Option<&wgpu::Buffer>,
     out: &wgpu::Buffer,
 ) -> Result<Option<Dispatch>, GpuError> {
-    let tile = match g.batched_w() {
-        false => ctx.coop_tile(),
-        true => BATCHED_TILE,
-    };
+    let tile = tile_for(ctx, g);
     let source = tile.source();
     let pipeline = match ctx.pipeline("matmul_coop", &source, &tile.consts()).await {
         Ok(p) => p,
@@ -439,13 +465,13 @@ mod tests {
             assert!(la > 0 && lw > 0, "{}: loads", tile.name);
             assert_eq!(
                 la * tile.invocations() * 4,
-                tile.bm * KT,
+                tile.bm * tile.kt,
                 "{}: a loads",
                 tile.name
             );
             assert_eq!(
                 lw * tile.invocations() * 4,
-                tile.bn * KT,
+                tile.bn * tile.kt,
                 "{}: w loads",
                 tile.name
             );

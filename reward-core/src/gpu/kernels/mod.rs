@@ -6,6 +6,7 @@
 //! (f32 or f16) is prepended the same way (see `context.rs`).
 
 pub mod attention;
+pub mod attention_flash;
 pub mod attention_gemm;
 // In-place activation kernel: the context tests' one-binding kernel (runs,
 // faults, caches) and the activation snippet's wide-range check. The tower

@@ -1,0 +1,362 @@
+//! Flash attention on cooperative matrices (tensor cores) for equal-length,
+//! non-causal sequences (the image tower): one kernel per layer, scores and
+//! probabilities never leave workgroup memory.
+//!
+//! Same contract as the fused [`super::attention`] kernel (which mirrors
+//! `Attention::context` in `clip/attention.rs`) and as
+//! [`super::attention_gemm`]. A workgroup of 4 subgroups takes [`BQ`] = 64
+//! queries of one (sequence, head), each subgroup 16 of them, and streams
+//! the keys in blocks of [`BK`] = 64:
+//!
+//! 1. the key block is staged in workgroup memory (zeros past the end);
+//! 2. each subgroup computes its 16 x 64 scores `Q K^T` on 16 x 16 x 16
+//!    f16 tiles with f32 accumulation (Q was loaded into registers once);
+//! 3. one invocation per query row runs the online softmax over the f32
+//!    scores (running max and sum, keys past the end masked) and writes
+//!    the probabilities as f16 where Q was staged;
+//! 4. the value block replaces the keys, the context accumulators are
+//!    rescaled by `exp(m_old - m_new)` through workgroup memory (a
+//!    cooperative matrix cannot be scaled per row in place), and `P V` is
+//!    added on tensor cores.
+//!
+//! At the end each row is divided by its sum and written into the token
+//! rows, heads side by side. Only for head dims that are multiples of 16
+//! up to 64 (CLIP's is 64) on devices with cooperative matrices; the
+//! source is generated because WGSL has no arrays of cooperative matrices.
+
+use alloc::format;
+use alloc::string::String;
+
+use super::super::context::{Dispatch, GpuContext, Precision};
+use super::super::error::GpuError;
+use super::attention::Heads;
+use super::{MAX_GROUPS, u32_of};
+
+/// Queries per workgroup (4 subgroups x 16 rows).
+pub(crate) const BQ: u32 = 64;
+/// Keys per block.
+pub(crate) const BK: u32 = 64;
+/// Invocations per workgroup.
+const WG: u32 = 128;
+
+/// Whether the flash kernel can run `heads` on `ctx`.
+pub(crate) fn supports(ctx: &GpuContext, heads: Heads) -> bool {
+    let ok_split = heads.heads > 0 && heads.hidden % heads.heads == 0;
+    let d = heads.hidden / heads.heads.max(1);
+    ctx.coop().is_some()
+        && ctx.precision() == Precision::F16
+        && ok_split
+        && d % 16 == 0
+        && (16..=BK as usize).contains(&d)
+}
+
+/// Workgroup memory of the kernel for head dim `d`: Q / P tile, K / V tile
+/// (f16, rows padded by 8), the per-subgroup f32 scores / context tile
+/// (rows padded by 4) and three per-row statistics.
+pub(crate) fn shared_bytes(d: u32) -> u32 {
+    let ls = d.max(BK) + 8;
+    BQ * ls * 2 + BK * ls * 2 + BQ * (BK + 4) * 4 + 3 * BQ * 4
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    hidden: u32,
+    heads: u32,
+    len: u32,
+    scale: f32,
+}
+
+/// Records `out[rows, hidden]` = per-head attention of `qkv[rows, 3 *
+/// hidden]` for `count` sequences of `len` tokens packed from row 0.
+pub(crate) async fn attention_flash(
+    ctx: &GpuContext,
+    heads: Heads,
+    len: usize,
+    count: usize,
+    qkv: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+) -> Result<Dispatch, GpuError> {
+    if !supports(ctx, heads) {
+        return Err(GpuError::Input(format!(
+            "flash attention needs cooperative matrices and a head dim of 16..64 in steps \
+             of 16 (hidden {}, {} heads)",
+            heads.hidden, heads.heads
+        )));
+    }
+    let d = u32_of(heads.hidden / heads.heads, "head dim")?;
+    let source = kernel_source(d / 16);
+    let consts = [("D", d), ("WG", WG), ("BQ", BQ), ("BK", BK)];
+    let pipeline = ctx.pipeline("attention_flash", &source, &consts).await?;
+    let params = Params {
+        hidden: u32_of(heads.hidden, "hidden size")?,
+        heads: u32_of(heads.heads, "heads")?,
+        len: u32_of(len, "sequence length")?,
+        scale: (d as f32).powf(-0.5),
+    };
+    let groups = [
+        params.len.div_ceil(BQ).max(1),
+        params.heads,
+        u32_of(count, "sequences")?.max(1),
+    ];
+    if groups.iter().any(|&g| g > MAX_GROUPS) {
+        return Err(GpuError::Input(format!(
+            "flash attention over {count} sequences needs {groups:?} workgroups, above 65535"
+        )));
+    }
+    Ok(Dispatch::new(pipeline, &[qkv, out], &params, groups))
+}
+
+/// The fixed part: bindings, workgroup tiles.
+const PRELUDE: &str = r#"struct Params {
+    hidden: u32,
+    heads: u32,
+    len: u32,
+    scale: f32,
+}
+
+@group(0) @binding(0) var<storage, read> qkv: array<f16>;
+@group(0) @binding(1) var<storage, read_write> out: array<f16>;
+@group(0) @binding(2) var<uniform> p: Params;
+
+// Row stride (halves) of the f16 tiles and (floats) of the f32 tile.
+const LS: u32 = max(D, BK) + 8u;
+const LF: u32 = BK + 4u;
+const MASKED: f32 = -3.0e38;
+var<workgroup> sq: array<f16, BQ * LS>; // Q, then P
+var<workgroup> skv: array<f16, BK * LS>; // K block, then V block
+var<workgroup> ss: array<f32, BQ * LF>; // scores, then the context (16 rows per subgroup)
+var<workgroup> row_m: array<f32, BQ>;
+var<workgroup> row_l: array<f32, BQ>;
+var<workgroup> row_a: array<f32, BQ>;
+
+// Rows k0.. of part `part` (0 q, 1 k, 2 v) of head h of the sequence
+// starting at row `first` into `skv` ([row][d]); zeros past the end.
+fn stage_kv(t: u32, first: u32, k0: u32, part: u32, h: u32) {
+    for (var i = t; i < BK * D; i += WG) {
+        let r = i / D;
+        let c = i % D;
+        var v = f16(0.0);
+        if (k0 + r < p.len) {
+            v = qkv[(first + k0 + r) * 3u * p.hidden + part * p.hidden + h * D + c];
+        }
+        skv[r * LS + c] = v;
+    }
+}
+"#;
+
+/// The whole kernel for `dt = d / 16` column tiles of the head.
+fn kernel_source(dt: u32) -> String {
+    let kt = BK / 16;
+    let mut s = String::from("enable wgpu_cooperative_matrix;\n");
+    s.push_str(PRELUDE);
+    s.push_str(
+        "\n@compute @workgroup_size(WG, 1, 1)\nfn main(\n    \
+         @builtin(local_invocation_index) t: u32,\n    \
+         @builtin(workgroup_id) wid: vec3<u32>,\n    \
+         @builtin(subgroup_id) sg: u32,\n    \
+         @builtin(subgroup_invocation_id) lane: u32,\n) {\n",
+    );
+    s.push_str(
+        "    let q0 = wid.x * BQ;\n    let h = wid.y;\n    let first = wid.z * p.len;\n    \
+         if (q0 >= p.len) {\n        return;\n    }\n",
+    );
+    // Q tile, zero padded, and the row statistics.
+    s.push_str(
+        "    for (var i = t; i < BQ * D; i += WG) {\n        let r = i / D;\n        \
+         let c = i % D;\n        var v = f16(0.0);\n        if (q0 + r < p.len) {\n            \
+         v = qkv[(first + q0 + r) * 3u * p.hidden + h * D + c];\n        }\n        \
+         sq[r * LS + c] = v;\n    }\n    if (t < BQ) {\n        row_m[t] = MASKED;\n        \
+         row_l[t] = 0.0;\n    }\n    workgroupBarrier();\n    let qr = sg * 16u;\n    \
+         let sf = qr * LF;\n",
+    );
+    for i in 0..dt {
+        s.push_str(&format!(
+            "    let qa{i} = coopLoadT<coop_mat16x16<f16, A>>(&sq[qr * LS + {}u], LS);\n",
+            16 * i
+        ));
+    }
+    for j in 0..dt {
+        s.push_str(&format!("    var o{j} = coop_mat16x16<f32, C>();\n"));
+    }
+    s.push_str(
+        "    for (var k0 = 0u; k0 < p.len; k0 += BK) {\n        workgroupBarrier();\n        \
+         stage_kv(t, first, k0, 1u, h);\n        workgroupBarrier();\n",
+    );
+    // Scores: kt key tiles x dt k-steps.
+    for j in 0..kt {
+        s.push_str(&format!("        var s{j} = coop_mat16x16<f32, C>();\n"));
+    }
+    for i in 0..dt {
+        for j in 0..kt {
+            s.push_str(&format!(
+                "        s{j} = coopMultiplyAdd(qa{i}, coopLoad<coop_mat16x16<f16, B>>(&skv[{}u * LS + {}u], LS), s{j});\n",
+                16 * j,
+                16 * i
+            ));
+        }
+    }
+    for j in 0..kt {
+        s.push_str(&format!(
+            "        coopStoreT(s{j}, &ss[sf + {}u], LF);\n",
+            16 * j
+        ));
+    }
+    // Online softmax, one invocation per query row.
+    s.push_str(
+        "        workgroupBarrier();\n        if (lane < 16u) {\n            \
+         let r = qr + lane;\n            let m_old = row_m[r];\n            var mx = m_old;\n            \
+         for (var c = 0u; c < BK; c++) {\n                if (k0 + c < p.len) {\n                    \
+         mx = max(mx, ss[sf + lane * LF + c] * p.scale);\n                }\n            }\n            \
+         var sum = 0.0;\n            for (var c = 0u; c < BK; c++) {\n                var e = 0.0;\n                \
+         if (k0 + c < p.len) {\n                    e = exp(ss[sf + lane * LF + c] * p.scale - mx);\n                }\n                \
+         sum += e;\n                sq[r * LS + c] = f16(e);\n            }\n            \
+         let a = exp(m_old - mx);\n            row_a[r] = a;\n            \
+         row_l[r] = row_l[r] * a + sum;\n            row_m[r] = mx;\n        }\n        \
+         workgroupBarrier();\n        stage_kv(t, first, k0, 2u, h);\n",
+    );
+    // Rescale the context through workgroup memory.
+    for j in 0..dt {
+        s.push_str(&format!(
+            "        coopStoreT(o{j}, &ss[sf + {}u], LF);\n",
+            16 * j
+        ));
+    }
+    s.push_str(
+        "        workgroupBarrier();\n        for (var e = lane; e < 16u * D; e += 32u) {\n            \
+         let r = e / D;\n            ss[sf + r * LF + e % D] *= row_a[qr + r];\n        }\n        \
+         workgroupBarrier();\n",
+    );
+    for j in 0..dt {
+        s.push_str(&format!(
+            "        o{j} = coopLoadT<coop_mat16x16<f32, C>>(&ss[sf + {}u], LF);\n",
+            16 * j
+        ));
+    }
+    // O += P V: kt k-steps x dt output tiles.
+    for k in 0..kt {
+        s.push_str(&format!(
+            "        let pa{k} = coopLoadT<coop_mat16x16<f16, A>>(&sq[qr * LS + {}u], LS);\n",
+            16 * k
+        ));
+        for j in 0..dt {
+            s.push_str(&format!(
+                "        o{j} = coopMultiplyAdd(pa{k}, coopLoadT<coop_mat16x16<f16, B>>(&skv[{}u * LS + {}u], LS), o{j});\n",
+                16 * k,
+                16 * j
+            ));
+        }
+    }
+    s.push_str("    }\n    workgroupBarrier();\n");
+    for j in 0..dt {
+        s.push_str(&format!(
+            "    coopStoreT(o{j}, &ss[sf + {}u], LF);\n",
+            16 * j
+        ));
+    }
+    s.push_str(
+        "    workgroupBarrier();\n    for (var e = lane; e < 16u * D; e += 32u) {\n        \
+         let r = e / D;\n        let q = q0 + qr + r;\n        if (q < p.len) {\n            \
+         out[(first + q) * p.hidden + h * D + e % D] = f16(ss[sf + r * LF + e % D] / row_l[qr + r]);\n        \
+         }\n    }\n}\n",
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    use super::super::super::context::shader_source;
+    use super::super::attention::tests::reference;
+    use super::super::testing::{assert_close, context, data, run, tolerance, upload};
+    use super::*;
+
+    /// Runs everywhere: for every supported head dim the WGSL parses,
+    /// validates with the cooperative-matrix capabilities, declares the
+    /// workgroup memory [`shared_bytes`] says, and lowers to SPIR-V.
+    #[test]
+    fn the_kernel_validates_for_every_head_dim() {
+        use wgpu::naga::valid::{Capabilities, ValidationFlags, Validator};
+        for d in [16u32, 32, 48, 64] {
+            let consts = [("D", d), ("WG", WG), ("BQ", BQ), ("BK", BK)];
+            let src = shader_source(&kernel_source(d / 16), Precision::F16, &consts);
+            let module = wgpu::naga::front::wgsl::parse_str(&src)
+                .unwrap_or_else(|e| panic!("d = {d}: {}", e.emit_to_string(&src)));
+            let caps = Capabilities::SHADER_FLOAT16
+                | Capabilities::COOPERATIVE_MATRIX
+                | Capabilities::SUBGROUP;
+            let info = Validator::new(ValidationFlags::all(), caps)
+                .validate(&module)
+                .unwrap_or_else(|e| panic!("d = {d}: {e:?}"));
+            let shared: u32 = module
+                .global_variables
+                .iter()
+                .filter(|(_, v)| v.space == wgpu::naga::AddressSpace::WorkGroup)
+                .map(|(_, v)| module.types[v.ty].inner.size(module.to_ctx()))
+                .sum();
+            assert_eq!(shared, shared_bytes(d), "d = {d}");
+            assert!(shared <= 48 * 1024, "d = {d}: {shared} bytes");
+            let options = wgpu::naga::back::spv::Options {
+                lang_version: (1, 3),
+                ..Default::default()
+            };
+            let words = wgpu::naga::back::spv::write_vec(&module, &info, &options, None)
+                .expect("SPIR-V output");
+            assert_eq!(words[0], 0x0723_0203, "SPIR-V magic");
+        }
+    }
+
+    /// Against the CPU reference where the adapter has cooperative
+    /// matrices (NVIDIA Vulkan); elsewhere it says it skipped.
+    #[test]
+    fn flash_attention_matches_the_cpu_reference() {
+        let Some(ctx) = context(Precision::F16).filter(|c| c.coop().is_some()) else {
+            std::eprintln!("flash attention parity SKIPPED: no cooperative matrices");
+            return;
+        };
+        for (count, len, hidden, heads) in [
+            (1, 1, 64, 1),
+            (2, 5, 64, 2),
+            (3, 50, 128, 2),
+            (1, 577, 128, 2),
+            (2, 65, 96, 3),
+            (1, 130, 64, 2),
+        ] {
+            let rows = count * len;
+            let seqs: Vec<_> = (0..count).map(|i| i * len..(i + 1) * len).collect();
+            let qkv: Vec<f32> = data(rows * 3 * hidden, 51)
+                .iter()
+                .map(|v| v * 2.0)
+                .collect();
+            let want = reference(&qkv, &seqs, hidden, heads, false);
+            let qb = upload(ctx, &qkv);
+            let out = upload(ctx, &vec![f32::NAN; rows * hidden]);
+            let shape = Heads { hidden, heads };
+            let d = pollster::block_on(attention_flash(ctx, shape, len, count, &qb, &out))
+                .expect("record");
+            let got = run(ctx, vec![d], &out, rows * hidden);
+            let what = alloc::format!("flash attention {count} x {len}, {hidden}/{heads}");
+            assert_close(&got, &want, tolerance(Precision::F16), &what);
+        }
+        std::eprintln!(
+            "flash attention parity PASSED on {}",
+            ctx.adapter_info().name
+        );
+    }
+
+    #[test]
+    fn unsupported_shapes_are_input_errors() {
+        let Some(ctx) = context(Precision::F32) else {
+            return;
+        };
+        let b = upload(ctx, &[0.0; 4]);
+        let shape = Heads {
+            hidden: 10,
+            heads: 1,
+        };
+        let e = pollster::block_on(attention_flash(ctx, shape, 1, 1, &b, &b));
+        assert!(matches!(e, Err(GpuError::Input(m)) if m.contains("head dim")));
+    }
+}
