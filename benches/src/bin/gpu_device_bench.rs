@@ -16,7 +16,7 @@
 //! `FISAO_GPU_COOP=0` forces the portable one for A/B runs,
 //! `FISAO_GPU_COOP_TILE=<name>` picks the cooperative GEMM's block shape
 //! (`reward_core::gpu::COOP_TILES`), and `FISAO_GPU_ATTENTION=fused|gemm|flash`
-//! the image tower's attention (default `auto`: flash on tensor cores).
+//! the image tower's attention (default `auto`: GEMMs on tensor cores).
 
 use std::path::PathBuf;
 use std::time::Instant;

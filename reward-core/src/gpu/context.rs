@@ -72,8 +72,8 @@ pub struct GpuOptions {
 /// fused kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AttentionKernel {
-    /// [`AttentionKernel::Flash`] where the device has cooperative
-    /// matrices, [`AttentionKernel::Fused`] elsewhere.
+    /// [`AttentionKernel::Gemm`] where the device has cooperative
+    /// matrices (tensor cores), [`AttentionKernel::Fused`] elsewhere.
     #[default]
     Auto,
     /// The fused flash-style kernel in plain WGSL
@@ -85,7 +85,8 @@ pub enum AttentionKernel {
     Gemm,
     /// One flash-attention kernel on cooperative matrices
     /// (`kernels/attention_flash.rs`) where the device and head dim allow,
-    /// else as [`AttentionKernel::Gemm`].
+    /// else as [`AttentionKernel::Gemm`]. Correct, but slower than the
+    /// GEMMs on an H200 so far (docs/perf.md), hence not the default.
     Flash,
 }
 
@@ -324,12 +325,12 @@ impl GpuContext {
         }
     }
 
-    /// [`GpuOptions::attention`] resolved: `Auto` becomes `Flash` where the
+    /// [`GpuOptions::attention`] resolved: `Auto` becomes `Gemm` where the
     /// GEMMs run on cooperative matrices and `Fused` elsewhere; `Flash`
     /// without cooperative matrices becomes `Gemm`.
     pub(crate) fn attention_choice(&self) -> AttentionKernel {
         match (self.attention, self.coop().is_some()) {
-            (AttentionKernel::Auto, true) => AttentionKernel::Flash,
+            (AttentionKernel::Auto, true) => AttentionKernel::Gemm,
             (AttentionKernel::Auto, false) => AttentionKernel::Fused,
             (AttentionKernel::Flash, false) => AttentionKernel::Gemm,
             (chosen, _) => chosen,
