@@ -18,10 +18,8 @@
 //! subgroup multiplies its `16 tm x 16 tn` sub-block out of it while the
 //! next k block is read. Rows past m and columns past n are read as zeros
 //! and never stored; k must be a multiple of `kt`. The epilogue goes
-//! through an f32 staging strip per subgroup (16 rows, up to the
-//! subgroup's width), so alpha, the bias, the activation and the residual
-//! are applied in f32, each value is rounded to f16 once and rows leave in
-//! coalesced runs.
+//! through a 16 x 16 f32 staging tile per subgroup, so alpha, the bias and
+//! the residual are applied in f32 and each value is rounded to f16 once.
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -144,26 +142,7 @@ impl CoopTile {
     /// Workgroup memory the kernel declares: both staged operand tiles (f16,
     /// rows padded to KT + 8) and one 16 x 16 f32 epilogue tile per subgroup.
     pub(crate) fn shared_bytes(&self) -> u32 {
-        self.staging_bytes() + self.subgroups() * 256 * 4 * self.epilogue_tiles()
-    }
-
-    fn staging_bytes(&self) -> u32 {
-        (self.bm + self.bn) * (self.kt + 8) * 2
-    }
-
-    /// Accumulators written back per round of the epilogue (a 16-row strip
-    /// of up to `tn` tiles per subgroup): as many as fit 48 KiB of
-    /// workgroup memory, so rows leave in wide coalesced runs with two
-    /// barriers per strip rather than per tile.
-    pub(crate) fn epilogue_tiles(&self) -> u32 {
-        let mut ew = self.tn;
-        while ew > 1
-            && (self.tn % ew != 0
-                || self.staging_bytes() + self.subgroups() * 1024 * ew > 48 * 1024)
-        {
-            ew -= 1;
-        }
-        ew
+        (self.bm + self.bn) * (self.kt + 8) * 2 + self.subgroups() * 256 * 4
     }
 
     /// vec4 loads per invocation and k block: (a, w).
@@ -174,7 +153,7 @@ impl CoopTile {
 
     /// The constants prepended to [`Self::source`] (also the pipeline's
     /// cache key, so every tile is its own pipeline).
-    pub(crate) fn consts(&self) -> [(&'static str, u32); 7] {
+    pub(crate) fn consts(&self) -> [(&'static str, u32); 6] {
         [
             ("BM", self.bm),
             ("BN", self.bn),
@@ -182,7 +161,6 @@ impl CoopTile {
             ("WG", self.invocations()),
             ("TM", self.tm),
             ("TN", self.tn),
-            ("EW", self.epilogue_tiles()),
         ]
     }
 
@@ -281,7 +259,7 @@ const PRELUDE: &str = r#"struct Params {
 const LDS: u32 = KT + 8u;
 var<workgroup> sa: array<f16, BM * LDS>; // [row][k]
 var<workgroup> sb: array<f16, BN * LDS>; // [col][k]: column-major B = w^T
-var<workgroup> sc: array<f32, WG / 32u * 256u * EW>; // a 16 x 16 EW strip per subgroup
+var<workgroup> sc: array<f32, WG / 32u * 256u>; // one 16 x 16 tile per subgroup
 
 // Where batch z of an operand starts (elements).
 fn start(l: vec4<u32>, z: u32) -> u32 {
@@ -342,14 +320,14 @@ fn store(r: u32, c: u32, v: f32, obase: u32) {
     }
 }
 
-// Writes the subgroup's strip of EW accumulators (already stored in its
-// part of `sc`, row-major, 16 * EW wide) at (r0, c0). Called by every
-// subgroup at the same point (uniform control flow for the barriers).
-fn emit_strip(sg: u32, lane: u32, r0: u32, c0: u32, obase: u32) {
+// Writes one 16 x 16 accumulator at (r0, c0) through the subgroup's
+// staging tile. Called by every subgroup at the same point (uniform
+// control flow for the barriers).
+fn emit(acc: coop_mat16x16<f32, C>, sg: u32, lane: u32, r0: u32, c0: u32, obase: u32) {
+    coopStoreT(acc, &sc[sg * 256u], 16u);
     workgroupBarrier();
-    let base = sg * 256u * EW;
-    for (var e = lane; e < 256u * EW; e += 32u) {
-        store(r0 + e / (16u * EW), c0 + e % (16u * EW), sc[base + e], obase);
+    for (var e = lane; e < 256u; e += 32u) {
+        store(r0 + e / 16u, c0 + e % 16u, sc[sg * 256u + e], obase);
     }
     workgroupBarrier();
 }
@@ -440,20 +418,12 @@ fn kernel_source(t: &CoopTile) -> String {
         }
     }
     s.push_str("        }\n    }\n    let obase = start(p.lo, wid.z);\n");
-    let ew = t.epilogue_tiles();
     for i in 0..t.tm {
-        for g in 0..t.tn / ew {
-            for e in 0..ew {
-                s.push_str(&format!(
-                    "    coopStoreT(c{i}_{}, &sc[sg * 256u * EW + {}u], 16u * EW);\n",
-                    g * ew + e,
-                    16 * e
-                ));
-            }
+        for j in 0..t.tn {
             s.push_str(&format!(
-                "    emit_strip(sg, lane, row0 + sm + {}u, col0 + sn + {}u, obase);\n",
+                "    emit(c{i}_{j}, sg, lane, row0 + sm + {}u, col0 + sn + {}u, obase);\n",
                 16 * i,
-                16 * g * ew
+                16 * j
             ));
         }
     }
@@ -574,9 +544,6 @@ mod tests {
     #[test]
     fn tiles_are_named_and_unknown_names_are_errors() {
         assert_eq!(CoopTile::named("128x256/64x64").unwrap().bn, 256);
-        // The epilogue strips: as wide as 48 KiB allow, dividing tn.
-        let ew: alloc::vec::Vec<u32> = COOP_TILES.iter().map(|t| t.epilogue_tiles()).collect();
-        assert_eq!(ew, [4, 2, 2, 2, 2, 2, 1]);
         let e = CoopTile::named("huge").unwrap_err().to_string();
         assert!(e.contains("huge") && e.contains("128x128/32x64"), "{e}");
     }
