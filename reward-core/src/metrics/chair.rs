@@ -4,9 +4,9 @@
 //!
 //! - [`ChairMode::Reference`] reproduces the original `utils/chair.py`
 //!   (LisaAnne/Hallucination @6e4d33c) rule for rule, quirks included
-//!   ([`super::chair_reference`]).
+//!   (`metrics/chair_reference.rs`).
 //! - [`ChairMode::Fixed`] finds objects with the project's mention matcher and
-//!   repairs the quirks ([`super::chair_fixed`]). docs/evaluation.md lists
+//!   repairs the quirks (`metrics/chair_fixed.rs`). docs/evaluation.md lists
 //!   every difference with an example.
 //!
 //! The ground truth of an image is the union of its COCO instance categories

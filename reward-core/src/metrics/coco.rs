@@ -1,5 +1,5 @@
 //! COCO annotations as CHAIR needs them (`instances_*.json` and
-//! `captions_*.json` of COCO 2014, https://cocodataset.org/#format-data),
+//! `captions_*.json` of COCO 2014, <https://cocodataset.org/#format-data>),
 //! and the generated-caption JSON lines `{"image_id": ..., "caption": ...}`.
 //!
 //! Parsing from `&str` needs the `serde` feature; reading a directory needs

@@ -1,6 +1,6 @@
 //! POPE (Li et al., EMNLP 2023, "Evaluating Object Hallucination in Large
 //! Vision-Language Models"): accuracy, precision, recall, F1 and yes-ratio of
-//! yes/no answers to "Is there a <object> in the image?".
+//! yes/no answers to "Is there a `<object>` in the image?".
 //!
 //! Two answer parsers:
 //! - [`AnswerParsing::Robust`]: the first sentence decides; a leading
