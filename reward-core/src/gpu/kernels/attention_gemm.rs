@@ -40,7 +40,7 @@ pub(crate) fn padded(len: usize) -> usize {
 /// Rows of one head moved per `v_transpose` workgroup: the most (at most
 /// 64, a power of two) whose f32 transpose tile fits WebGPU's default
 /// 16 KiB of workgroup memory.
-fn split_rows(d: u32) -> u32 {
+fn transpose_rows(d: u32) -> u32 {
     let mut tr = 64;
     while tr > 1 && d * (tr + 1) * 4 > 16_000 {
         tr /= 2;
@@ -58,8 +58,9 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
+    /// The head dim (0 for a shape [`Batch::chunk`] refuses).
     fn d(&self) -> usize {
-        self.heads.hidden / self.heads.heads
+        self.heads.hidden / self.heads.heads.max(1)
     }
 
     /// Device elements of each intermediate per sequence: the larger of
@@ -73,6 +74,9 @@ impl Batch {
     /// storage binding and the batched grids within 65,535; `None` when a
     /// single sequence is already too large (the fused kernel must run).
     pub(crate) fn chunk(&self, ctx: &GpuContext) -> Option<usize> {
+        if self.heads.heads == 0 || self.heads.hidden % self.heads.heads != 0 {
+            return None;
+        }
         let per_seq = self.elems_per_seq() as u64 * ctx.precision().size();
         let limits = ctx.limits();
         let limit = limits
@@ -81,7 +85,7 @@ impl Batch {
         let by_memory = usize::try_from(limit / per_seq.max(1)).unwrap_or(usize::MAX);
         let by_grid = MAX_GROUPS as usize / self.heads.heads.max(1);
         let n = by_memory.min(by_grid).min(self.count);
-        (n > 0 && self.heads.heads > 0 && self.heads.hidden % self.heads.heads == 0).then_some(n)
+        (n > 0).then_some(n)
     }
 
     /// Elements to allocate for each of the two intermediates (v^T,
@@ -99,7 +103,7 @@ pub(crate) struct Scratch<'a> {
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct SplitParams {
+struct TransposeParams {
     hidden: u32,
     heads: u32,
     len: u32,
@@ -223,13 +227,13 @@ async fn transpose_v(
     vt: &wgpu::Buffer,
 ) -> Result<Dispatch, GpuError> {
     let d = head_dim(&batch)?;
-    let tr = split_rows(d);
+    let tr = transpose_rows(d);
     let consts = [("WG", WORKGROUP), ("D", d), ("TR", tr)];
     let pipeline = ctx
         .pipeline("v_transpose", include_str!("v_transpose.wgsl"), &consts)
         .await?;
     let lp = u32_of(padded(batch.len), "padded sequence length")?;
-    let params = SplitParams {
+    let params = TransposeParams {
         hidden: u32_of(batch.heads.hidden, "hidden size")?,
         heads: u32_of(batch.heads.heads, "heads")?,
         len: u32_of(batch.len, "sequence length")?,
@@ -350,6 +354,14 @@ mod tests {
             count: 64,
         };
         let chunk = batch.chunk(ctx).expect("one image fits");
+        for heads in [0, 3] {
+            let bad = Batch {
+                heads: Heads { hidden: 10, heads },
+                len: 5,
+                count: 1,
+            };
+            assert!(bad.chunk(ctx).is_none(), "{heads} heads over hidden 10");
+        }
         let bytes = batch.scratch_elems(chunk) as u64 * ctx.precision().size();
         assert!(bytes <= ctx.limits().max_storage_buffer_binding_size);
         let more = batch.scratch_elems(chunk + 1) as u64 * ctx.precision().size();
@@ -373,9 +385,9 @@ mod tests {
     #[test]
     fn transpose_tile_fits_workgroup_memory() {
         for d in [1, 8, 64, 100, 256] {
-            let tr = split_rows(d);
+            let tr = transpose_rows(d);
             assert!(d * (tr + 1) * 4 <= 16_000 || tr == 1, "d = {d}: tr = {tr}");
         }
-        assert_eq!(split_rows(64), 32);
+        assert_eq!(transpose_rows(64), 32);
     }
 }
