@@ -751,6 +751,35 @@ impl GpuContext {
             })
     }
 
+    /// Polls the device until `rx` holds its value, at most the timeout.
+    /// Never an unbounded wait: a map callback that one poll did not run
+    /// (another thread's poll may run it a moment later) is polled for
+    /// again in short slices instead of being awaited for ever.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn wait_for<T>(&self, rx: &Receiver<T>) -> Result<Option<T>, GpuError> {
+        let deadline = std::time::Instant::now() + self.timeout;
+        loop {
+            if let Some(value) = rx.try_take() {
+                return Ok(value);
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(GpuError::Timeout(format!(
+                    "the kernels did not finish within {:?}",
+                    self.timeout
+                )));
+            }
+            let slice = left.min(core::time::Duration::from_millis(50));
+            match self.device.poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: Some(slice),
+            }) {
+                Ok(_) | Err(wgpu::PollError::Timeout) => {}
+                Err(other) => return Err(GpuError::DeviceLost(other.to_string())),
+            }
+        }
+    }
+
     /// Maps the first `bytes` of `staging` and copies them out; waits at
     /// most the timeout natively.
     async fn map(&self, staging: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>, GpuError> {
@@ -758,10 +787,14 @@ impl GpuContext {
         staging.map_async(wgpu::MapMode::Read, 0..bytes, move |r| tx.send(r));
         self.count(|s| s.readbacks += 1);
         #[cfg(not(target_arch = "wasm32"))]
-        self.wait()?;
+        let mapped = self.wait_for(&rx)?;
+        // Browsers cannot block: the wait is the event loop's, unbounded.
         #[cfg(target_arch = "wasm32")]
-        let _ = self.timeout;
-        match rx.await {
+        let mapped = {
+            let _ = self.timeout;
+            rx.await
+        };
+        match mapped {
             Some(Ok(())) => {}
             Some(Err(e)) => {
                 self.check_fault()?;
@@ -995,6 +1028,18 @@ fn finish<T>(state: &Mutex<Slot<T>>, value: Option<T>) {
     }
 }
 
+impl<T> Receiver<T> {
+    /// The value without waiting: `Some` once the sender has sent or gone
+    /// (`Some(None)` for gone), `None` while it may still send.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+    fn try_take(&self) -> Option<Option<T>> {
+        let Ok(mut s) = self.0.lock() else {
+            return Some(None);
+        };
+        s.closed.then(|| s.value.take())
+    }
+}
+
 impl<T> Future for Receiver<T> {
     type Output = Option<T>;
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<T>> {
@@ -1056,6 +1101,18 @@ mod tests {
             (got[0] - 1.0 / (1.0 + (-1.702f32).exp())).abs() < 1e-5,
             "{got:?}"
         );
+    }
+
+    /// The map channel as the bounded wait reads it: pending, sent, gone.
+    #[test]
+    fn the_map_channel_reports_pending_sent_and_gone() {
+        let (tx, rx) = oneshot::<u32>();
+        assert_eq!(rx.try_take(), None, "nothing sent yet");
+        tx.send(7);
+        assert_eq!(rx.try_take(), Some(Some(7)));
+        let (tx, rx) = oneshot::<u32>();
+        drop(tx);
+        assert_eq!(rx.try_take(), Some(None), "a dropped sender ends the wait");
     }
 
     #[test]
