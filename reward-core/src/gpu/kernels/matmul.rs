@@ -17,8 +17,12 @@ const PER: u32 = 4;
 /// The k step held in workgroup memory (2 x 16 x 65 f32: 8.3 KiB).
 const KT: u32 = 16;
 
-/// The tiled kernel with the shared activation functions.
-const MATMUL_SOURCE: &str = concat!(include_str!("activation.wgsl"), include_str!("matmul.wgsl"));
+/// The tiled kernel with the shared activation functions and epilogue.
+const MATMUL_SOURCE: &str = concat!(
+    include_str!("activation.wgsl"),
+    include_str!("gemm_epilogue.wgsl"),
+    include_str!("matmul.wgsl")
+);
 
 /// The kernels' code of an activation (`activation.wgsl`).
 pub(super) fn act_code(act: Activation) -> u32 {

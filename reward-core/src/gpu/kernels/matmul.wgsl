@@ -8,26 +8,7 @@
 // dynamically indexed private array ends up in slow per-thread memory on
 // GPUs (and in gathers on llvmpipe), which made the first version of this
 // kernel ~100x slower than its arithmetic.
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    flags: u32,
-    alpha: f32,
-    inner: u32,
-    _p0: u32,
-    _p1: u32,
-    // Per operand: base, row stride, outer step, inner step (elements);
-    // batch z starts at base + (z / inner) * outer + (z % inner) * inner step.
-    la: vec4<u32>,
-    lw: vec4<u32>,
-    lo: vec4<u32>,
-}
-
-fn start(l: vec4<u32>, z: u32) -> u32 {
-    return l.x + (z / p.inner) * l.z + (z % p.inner) * l.w;
-}
-
+// Params, start() and store(): gemm_epilogue.wgsl.
 @group(0) @binding(0) var<storage, read> a: array<T>;
 @group(0) @binding(1) var<storage, read> w: array<T>;
 @group(0) @binding(2) var<storage, read> bias: array<T>;
@@ -41,25 +22,6 @@ const TILE: u32 = 64u;
 const TS: u32 = TILE + 1u;
 var<workgroup> ta: array<f32, KT * TS>; // [kk][row]
 var<workgroup> tw: array<f32, KT * TS>; // [kk][col]
-
-fn store(r: u32, c: u32, v: f32, obase: u32) {
-    if (r < p.m && c < p.n) {
-        var x = p.alpha * v;
-        if ((p.flags & 1u) != 0u) {
-            x += f32(bias[c]);
-        }
-        // Bits 2-3: activation code + 1 (activation.wgsl), before the residual.
-        let act = (p.flags >> 2u) & 3u;
-        if (act != 0u) {
-            x = activate(x, act - 1u);
-        }
-        let o = obase + r * p.lo.y + c;
-        if ((p.flags & 2u) != 0u) {
-            x += f32(out[o]);
-        }
-        out[o] = T(x);
-    }
-}
 
 fn store_row(r: u32, c0: u32, v: vec4<f32>, obase: u32) {
     store(r, c0, v.x, obase);

@@ -234,21 +234,7 @@ pub(super) async fn matmul_coop(
 }
 
 /// The fixed part of the kernel: bindings, workgroup tiles and helpers.
-const PRELUDE: &str = r#"struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    flags: u32,
-    alpha: f32,
-    inner: u32,
-    _p0: u32,
-    _p1: u32,
-    // Per operand: base, row stride, outer step, inner step (elements).
-    la: vec4<u32>,
-    lw: vec4<u32>,
-    lo: vec4<u32>,
-}
-
+const PRELUDE: &str = r#"// Params, start() and store(): gemm_epilogue.wgsl.
 @group(0) @binding(0) var<storage, read> a: array<vec4<f16>>;
 @group(0) @binding(1) var<storage, read> w: array<vec4<f16>>;
 @group(0) @binding(2) var<storage, read> bias: array<T>;
@@ -260,11 +246,6 @@ const LDS: u32 = KT + 8u;
 var<workgroup> sa: array<f16, BM * LDS>; // [row][k]
 var<workgroup> sb: array<f16, BN * LDS>; // [col][k]: column-major B = w^T
 var<workgroup> sc: array<f32, WG / 32u * 256u>; // one 16 x 16 tile per subgroup
-
-// Where batch z of an operand starts (elements).
-fn start(l: vec4<u32>, z: u32) -> u32 {
-    return l.x + (z / p.inner) * l.z + (z % p.inner) * l.w;
-}
 
 // Element group i of one operand's k block: row i / (KT / 4), k quad
 // i % (KT / 4); zeros past the operand's rows. `base` is the batch start;
@@ -301,25 +282,6 @@ fn stage_b(i: u32, v: vec4<f16>) {
     sb[at + 3u] = v.w;
 }
 
-fn store(r: u32, c: u32, v: f32, obase: u32) {
-    if (r < p.m && c < p.n) {
-        var x = p.alpha * v;
-        if ((p.flags & 1u) != 0u) {
-            x += f32(bias[c]);
-        }
-        // Bits 2-3: activation code + 1 (activation.wgsl), before the residual.
-        let act = (p.flags >> 2u) & 3u;
-        if (act != 0u) {
-            x = activate(x, act - 1u);
-        }
-        let o = obase + r * p.lo.y + c;
-        if ((p.flags & 2u) != 0u) {
-            x += f32(out[o]);
-        }
-        out[o] = T(x);
-    }
-}
-
 // Writes one 16 x 16 accumulator at (r0, c0) through the subgroup's
 // staging tile. Called by every subgroup at the same point (uniform
 // control flow for the barriers).
@@ -339,6 +301,7 @@ fn kernel_source(t: &CoopTile) -> String {
     let (la, lw) = t.loads();
     let mut s = String::from("enable wgpu_cooperative_matrix;\n");
     s.push_str(include_str!("activation.wgsl"));
+    s.push_str(include_str!("gemm_epilogue.wgsl"));
     s.push_str(PRELUDE);
     s.push_str(
         "\n@compute @workgroup_size(WG, 1, 1)\nfn main(\n    \
