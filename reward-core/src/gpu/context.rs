@@ -414,11 +414,25 @@ impl GpuContext {
         body: &str,
         consts: &[(&str, u32)],
     ) -> Result<Kernel, GpuError> {
+        self.pipeline_generated(name, consts, || body.to_string())
+            .await
+    }
+
+    /// [`Self::pipeline`] for a kernel whose WGSL is generated: `body` runs
+    /// only when the pipeline is not cached yet, so a warm call builds no
+    /// source. `name` and `consts` must determine the body (they are the
+    /// cache key).
+    pub(crate) async fn pipeline_generated(
+        &self,
+        name: &'static str,
+        consts: &[(&str, u32)],
+        body: impl FnOnce() -> String,
+    ) -> Result<Kernel, GpuError> {
         let key = format!("{name}/{:?}/{consts:?}", self.precision);
         if let Some(p) = self.pipelines.lock().map_err(|_| poisoned())?.get(&key) {
             return Ok(p.clone());
         }
-        let source = shader_source(body, self.precision, consts);
+        let source = shader_source(&body(), self.precision, consts);
         // Internal: a driver that refuses the compiled shader (the
         // experimental cooperative-matrix kernel may meet one) is an error
         // of this call, not an uncaptured fault that poisons later runs.

@@ -85,9 +85,10 @@ pub(crate) async fn attention_flash(
         )));
     }
     let d = u32_of(heads.hidden / heads.heads, "head dim")?;
-    let source = kernel_source(d / 16);
     let consts = [("D", d), ("WG", WG), ("BQ", BQ), ("BK", BK)];
-    let pipeline = ctx.pipeline("attention_flash", &source, &consts).await?;
+    let pipeline = ctx
+        .pipeline_generated("attention_flash", &consts, || kernel_source(d / 16))
+        .await?;
     let params = Params {
         hidden: u32_of(heads.hidden, "hidden size")?,
         heads: u32_of(heads.heads, "heads")?,

@@ -211,8 +211,9 @@ pub(super) async fn matmul_coop(
     out: &wgpu::Buffer,
 ) -> Result<Option<Dispatch>, GpuError> {
     let tile = tile_for(ctx, g);
-    let source = tile.source();
-    let pipeline = match ctx.pipeline("matmul_coop", &source, &tile.consts()).await {
+    let consts = tile.consts();
+    let generated = ctx.pipeline_generated("matmul_coop", &consts, || tile.source());
+    let pipeline = match generated.await {
         Ok(p) => p,
         Err(e @ GpuError::DeviceLost(_)) => return Err(e),
         Err(e) => {
