@@ -151,13 +151,7 @@ fn kernel_source(dt: u32) -> String {
     let kt = BK / 16;
     let mut s = String::from("enable wgpu_cooperative_matrix;\n");
     s.push_str(PRELUDE);
-    s.push_str(
-        "\n@compute @workgroup_size(WG, 1, 1)\nfn main(\n    \
-         @builtin(local_invocation_index) t: u32,\n    \
-         @builtin(workgroup_id) wid: vec3<u32>,\n    \
-         @builtin(subgroup_id) sg: u32,\n    \
-         @builtin(subgroup_invocation_id) lane: u32,\n) {\n",
-    );
+    s.push_str(super::matmul_coop::COOP_MAIN);
     s.push_str(
         "    let q0 = wid.x * BQ;\n    let h = wid.y;\n    let first = wid.z * p.len;\n    \
          if (q0 >= p.len) {\n        return;\n    }\n",
@@ -271,7 +265,9 @@ mod tests {
 
     use super::super::super::context::shader_source;
     use super::super::attention::tests::reference;
-    use super::super::testing::{assert_close, context, data, run, tolerance, upload};
+    use super::super::testing::{
+        assert_close, compile_coop, context, data, run, tolerance, upload,
+    };
     use super::*;
 
     /// Runs everywhere: for every supported head dim the WGSL parses,
@@ -279,33 +275,16 @@ mod tests {
     /// workgroup memory [`shared_bytes`] says, and lowers to SPIR-V.
     #[test]
     fn the_kernel_validates_for_every_head_dim() {
-        use wgpu::naga::valid::{Capabilities, ValidationFlags, Validator};
         for d in [16u32, 32, 48, 64] {
             let consts = [("D", d), ("WG", WG), ("BQ", BQ), ("BK", BK)];
             let src = shader_source(&kernel_source(d / 16), Precision::F16, &consts);
-            let module = wgpu::naga::front::wgsl::parse_str(&src)
-                .unwrap_or_else(|e| panic!("d = {d}: {}", e.emit_to_string(&src)));
-            let caps = Capabilities::SHADER_FLOAT16
-                | Capabilities::COOPERATIVE_MATRIX
-                | Capabilities::SUBGROUP;
-            let info = Validator::new(ValidationFlags::all(), caps)
-                .validate(&module)
-                .unwrap_or_else(|e| panic!("d = {d}: {e:?}"));
-            let shared: u32 = module
-                .global_variables
-                .iter()
-                .filter(|(_, v)| v.space == wgpu::naga::AddressSpace::WorkGroup)
-                .map(|(_, v)| module.types[v.ty].inner.size(module.to_ctx()))
-                .sum();
-            assert_eq!(shared, shared_bytes(d), "d = {d}");
-            assert!(shared <= 48 * 1024, "d = {d}: {shared} bytes");
-            let options = wgpu::naga::back::spv::Options {
-                lang_version: (1, 3),
-                ..Default::default()
-            };
-            let words = wgpu::naga::back::spv::write_vec(&module, &info, &options, None)
-                .expect("SPIR-V output");
-            assert_eq!(words[0], 0x0723_0203, "SPIR-V magic");
+            let compiled = compile_coop(&src, &alloc::format!("d = {d}"));
+            assert_eq!(compiled.shared, shared_bytes(d), "d = {d}");
+            assert!(
+                compiled.shared <= 48 * 1024,
+                "d = {d}: {} bytes",
+                compiled.shared
+            );
         }
     }
 

@@ -296,6 +296,14 @@ fn emit(acc: coop_mat16x16<f32, C>, sg: u32, lane: u32, r0: u32, c0: u32, obase:
 }
 "#;
 
+/// The entry point of the generated cooperative kernels (here and
+/// `attention_flash.rs`): invocation, workgroup, subgroup and lane ids.
+pub(super) const COOP_MAIN: &str = "\n@compute @workgroup_size(WG, 1, 1)\nfn main(\n    \
+    @builtin(local_invocation_index) t: u32,\n    \
+    @builtin(workgroup_id) wid: vec3<u32>,\n    \
+    @builtin(subgroup_id) sg: u32,\n    \
+    @builtin(subgroup_invocation_id) lane: u32,\n) {\n";
+
 /// The whole kernel for `t`: [`PRELUDE`] plus a main function with the
 /// tile's accumulators and loads written out.
 fn kernel_source(t: &CoopTile) -> String {
@@ -304,13 +312,7 @@ fn kernel_source(t: &CoopTile) -> String {
     s.push_str(include_str!("activation.wgsl"));
     s.push_str(include_str!("gemm_epilogue.wgsl"));
     s.push_str(PRELUDE);
-    s.push_str(
-        "\n@compute @workgroup_size(WG, 1, 1)\nfn main(\n    \
-         @builtin(local_invocation_index) t: u32,\n    \
-         @builtin(workgroup_id) wid: vec3<u32>,\n    \
-         @builtin(subgroup_id) sg: u32,\n    \
-         @builtin(subgroup_invocation_id) lane: u32,\n) {\n",
-    );
+    s.push_str(COOP_MAIN);
     let sub_m = t.bm / (16 * t.tm);
     s.push_str("    let row0 = wid.y * BM;\n    let col0 = wid.x * BN;\n");
     s.push_str("    let abase = start(p.la, wid.z);\n    let wbase = start(p.lw, wid.z);\n");
@@ -399,22 +401,12 @@ fn kernel_source(t: &CoopTile) -> String {
 mod tests {
     use super::super::super::context::shader_source;
     use super::super::matmul::tests::{check, check_on, check_strided_on};
-    use super::super::testing::context;
+    use super::super::testing::{compile_coop, context};
     use super::*;
 
     /// A tile's kernel exactly as the device would compile it.
     fn source(tile: &CoopTile) -> alloc::string::String {
         shader_source(&tile.source(), Precision::F16, &tile.consts())
-    }
-
-    fn validate(
-        module: &wgpu::naga::Module,
-        caps: wgpu::naga::valid::Capabilities,
-    ) -> Result<wgpu::naga::valid::ModuleInfo, alloc::string::String> {
-        use wgpu::naga::valid::{ValidationFlags, Validator};
-        Validator::new(ValidationFlags::all(), caps)
-            .validate(module)
-            .map_err(|e| alloc::format!("{e:?}"))
     }
 
     /// Runs everywhere (no adapter needed), for every tile: the WGSL
@@ -423,7 +415,6 @@ mod tests {
     /// cooperative multiply-add per accumulator (what the driver receives).
     #[test]
     fn every_tile_validates_and_lowers_to_spirv() {
-        use wgpu::naga::valid::Capabilities;
         for tile in COOP_TILES {
             let (la, lw) = tile.loads();
             assert!(la > 0 && lw > 0, "{}: loads", tile.name);
@@ -440,43 +431,19 @@ mod tests {
                 tile.name
             );
             assert!(tile.shared_bytes() <= 48 * 1024, "{}: shared", tile.name);
-            let src = source(&tile);
-            let module = wgpu::naga::front::wgsl::parse_str(&src)
-                .unwrap_or_else(|e| panic!("{}: {}", tile.name, e.emit_to_string(&src)));
-            let caps = Capabilities::SHADER_FLOAT16
-                | Capabilities::COOPERATIVE_MATRIX
-                | Capabilities::SUBGROUP;
-            let info = validate(&module, caps).unwrap_or_else(|e| panic!("{}: {e}", tile.name));
-            // Without the capability the kernel must be refused: the check
-            // above is not vacuous.
+            let compiled = compile_coop(&source(&tile), tile.name);
             assert!(
-                validate(
-                    &module,
-                    Capabilities::SHADER_FLOAT16 | Capabilities::SUBGROUP
-                )
-                .is_err()
+                compiled.needs_coop,
+                "{}: validates without the capability",
+                tile.name
             );
-
-            let shared: u32 = module
-                .global_variables
-                .iter()
-                .filter(|(_, v)| v.space == wgpu::naga::AddressSpace::WorkGroup)
-                .map(|(_, v)| module.types[v.ty].inner.size(module.to_ctx()))
-                .sum();
             assert_eq!(
-                shared,
+                compiled.shared,
                 tile.shared_bytes(),
                 "{}: shared_bytes must match the WGSL",
                 tile.name
             );
-
-            let options = wgpu::naga::back::spv::Options {
-                lang_version: (1, 3),
-                ..Default::default()
-            };
-            let words = wgpu::naga::back::spv::write_vec(&module, &info, &options, None)
-                .expect("SPIR-V output");
-            assert_eq!(words[0], 0x0723_0203, "SPIR-V magic");
+            let words = compiled.words;
             // Walk the instruction stream (word count in the high half of
             // each first word) and count the cooperative opcodes.
             let (mut at, mut muladd, mut loads) = (5, 0, 0);

@@ -146,6 +146,49 @@ pub(crate) mod testing {
         );
     }
 
+    /// A cooperative-matrix kernel compiled offline (naga, no adapter), as
+    /// the device would receive it.
+    pub(crate) struct CoopCompiled {
+        /// Bytes of workgroup memory the WGSL declares.
+        pub shared: u32,
+        /// The SPIR-V words.
+        pub words: Vec<u32>,
+        /// Whether validation refuses it without the cooperative-matrix
+        /// capability (the check with it is then not vacuous).
+        pub needs_coop: bool,
+    }
+
+    /// Parses `src`, validates it with the capabilities the device opens
+    /// with (f16, cooperative matrices, subgroups) and lowers it to SPIR-V;
+    /// panics naming `what` on any failure.
+    pub(crate) fn compile_coop(src: &str, what: &str) -> CoopCompiled {
+        use wgpu::naga::valid::{Capabilities, ValidationFlags, Validator};
+        let module = wgpu::naga::front::wgsl::parse_str(src)
+            .unwrap_or_else(|e| panic!("{what}: {}", e.emit_to_string(src)));
+        let validate = |caps| Validator::new(ValidationFlags::all(), caps).validate(&module);
+        let base = Capabilities::SHADER_FLOAT16 | Capabilities::SUBGROUP;
+        let info = validate(base | Capabilities::COOPERATIVE_MATRIX)
+            .unwrap_or_else(|e| panic!("{what}: {e:?}"));
+        let shared = module
+            .global_variables
+            .iter()
+            .filter(|(_, v)| v.space == wgpu::naga::AddressSpace::WorkGroup)
+            .map(|(_, v)| module.types[v.ty].inner.size(module.to_ctx()))
+            .sum();
+        let options = wgpu::naga::back::spv::Options {
+            lang_version: (1, 3),
+            ..Default::default()
+        };
+        let words = wgpu::naga::back::spv::write_vec(&module, &info, &options, None)
+            .unwrap_or_else(|e| panic!("{what}: SPIR-V output: {e:?}"));
+        assert_eq!(words[0], 0x0723_0203, "{what}: SPIR-V magic");
+        CoopCompiled {
+            shared,
+            words,
+            needs_coop: validate(base).is_err(),
+        }
+    }
+
     /// Both precisions that this adapter supports.
     pub(crate) fn precisions() -> Vec<(&'static GpuContext, Precision)> {
         [Precision::F32, Precision::F16]
