@@ -199,6 +199,56 @@ fn image_tower_with_gemm_attention_matches_the_cpu_path() {
     }
 }
 
+/// The image tower on the tensor-core kernels (cooperative GEMMs for the
+/// linear layers and both attention products) against the CPU. On
+/// adapters without cooperative matrices (lavapipe in CI) their matrix
+/// operations are emulated in plain WGSL, so the generated kernels' tiling
+/// and epilogue (bias, QuickGELU / GELU, residual) run here too; the
+/// profile shows they ran. `tiny-gelu-legacy-sharded` has widths 32 and
+/// 64, which the cooperative GEMM covers (k a multiple of 32).
+#[test]
+fn image_tower_on_tensor_core_kernels_matches_the_cpu_path() {
+    let options = GpuOptions {
+        precision: Some(Precision::F16),
+        emulate_cooperative_matrix: true,
+        profile: true,
+        ..GpuOptions::default()
+    };
+    let Ok(ctx) = GpuContext::new(&options) else {
+        assert!(context(Precision::F16).is_none(), "f16 opened before");
+        return;
+    };
+    assert!(
+        ctx.gemm_kernel().starts_with("coop"),
+        "{}",
+        ctx.gemm_kernel()
+    );
+    assert_eq!(ctx.attention_kernel(), "gemm");
+    for name in ["tiny-quickgelu", "tiny-gelu-legacy-sharded"] {
+        let cpu = ClipModel::load(&fixture(name)).expect("cpu model");
+        let gpu = GpuClipModel::load(&ctx, &fixture(name)).expect("gpu model");
+        let v = &cpu.config().vision_config;
+        let n = 3;
+        let px = pixels(n * v.num_channels * v.image_size * v.image_size, 17);
+        let want = cpu.embed_images(&px, n).expect("cpu images");
+        let got = gpu.embed_images(&ctx, &px, n).expect("gpu images");
+        assert_close(&got, &want, 1e-2, &format!("{name} tensor-core kernels"));
+    }
+    let ran: Vec<String> = ctx.profile().into_iter().map(|k| k.kernel).collect();
+    let coop: Vec<&String> = ran
+        .iter()
+        .filter(|k| k.starts_with("matmul_coop"))
+        .collect();
+    // fc1 and fc2 of the 32-wide tower (k = 32 and 64) and the attention
+    // products of both models.
+    assert!(coop.len() >= 3, "cooperative GEMMs that ran: {ran:?}");
+    assert!(
+        ctx.gemm_kernel().starts_with("coop"),
+        "{}",
+        ctx.gemm_kernel()
+    );
+}
+
 #[test]
 fn many_images_span_several_submissions() {
     let Some(ctx) = context(Precision::F32) else {

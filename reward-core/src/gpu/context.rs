@@ -18,6 +18,7 @@ use core::task::{Context as TaskContext, Poll, Waker};
 use std::sync::Mutex;
 
 use super::error::GpuError;
+use super::kernels::coop_dialect::CoopDialect;
 use super::kernels::matmul_coop::{BATCHED_TILE, COOP_TILES, CoopTile};
 
 /// Element type of weights and activations on the device.
@@ -65,6 +66,15 @@ pub struct GpuOptions {
     /// the first of [`crate::gpu::COOP_TILES`]); for tuning runs. The
     /// attention products always use [`crate::gpu::BATCHED_TILE`].
     pub coop_tile: Option<CoopTile>,
+    /// For tests of the tensor-core kernels on devices without tensor
+    /// cores (lavapipe in CI): where the adapter has no cooperative
+    /// matrices but f16, run the cooperative kernels anyway with their
+    /// matrix operations written out in plain WGSL (`kernels/coop_dialect.rs`),
+    /// so their tiling, staging and epilogue are checked everywhere. Block
+    /// shapes whose workgroup memory exceeds the adapter's limit are
+    /// refused by [`GpuContext::new`]. Orders of magnitude slower than
+    /// either real path; never for production.
+    pub emulate_cooperative_matrix: bool,
 }
 
 /// Which attention kernels run on equal-length, non-causal batches (the
@@ -100,6 +110,7 @@ impl Default for GpuOptions {
             cooperative_matrix: true,
             attention: AttentionKernel::Auto,
             coop_tile: None,
+            emulate_cooperative_matrix: false,
         }
     }
 }
@@ -174,6 +185,11 @@ pub struct GpuContext {
     coop_tile: CoopTile,
     /// The cooperative-matrix configuration the GEMMs use, if any.
     coop: Option<wgpu::CooperativeMatrixProperties>,
+    /// Whether the cooperative kernels are emulated in plain WGSL
+    /// ([`GpuOptions::emulate_cooperative_matrix`]).
+    coop_emulated: bool,
+    /// The workgroup memory the device was opened with (bytes).
+    shared_limit: u32,
     /// Why the cooperative GEMM was given up after the device opened with
     /// it (its pipeline failed to compile); the tiled kernel runs instead.
     coop_failed: Mutex<Option<String>>,
@@ -221,16 +237,33 @@ impl GpuContext {
         let mut limits = wgpu::Limits::default();
         let mut experimental = wgpu::ExperimentalFeatures::disabled();
         let coop_tile = options.coop_tile.unwrap_or(COOP_TILES[0]);
-        let coop = match options.cooperative_matrix && precision == Precision::F16 {
+        let mut coop = match options.cooperative_matrix && precision == Precision::F16 {
             true => coop_config(&adapter, &coop_tile),
             false => None,
         };
-        if coop.is_some() {
+        let coop_emulated = coop.is_none()
+            && options.cooperative_matrix
+            && options.emulate_cooperative_matrix
+            && precision == Precision::F16;
+        if coop_emulated {
+            let available = adapter.limits().max_compute_workgroup_storage_size;
+            let needed = coop_tile.shared_bytes().max(BATCHED_TILE.shared_bytes());
+            if needed > available {
+                return Err(GpuError::RequestDevice(format!(
+                    "emulated cooperative GEMM {}: needs {needed} bytes of workgroup memory, \
+                     the adapter has {available}",
+                    coop_tile.name
+                )));
+            }
+            // The flash kernel runs only if it fits too (`shared_limit`).
+            limits.max_compute_workgroup_storage_size =
+                coop_shared_bytes(&coop_tile).min(available);
+            coop = Some(EMULATED_COOP);
+        } else if coop.is_some() {
             // Only the tensor-core path asks for more than the WebGPU
             // defaults; every other device opens exactly as before.
             features |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SUBGROUP;
-            limits.max_compute_workgroup_storage_size =
-                coop_tile.shared_bytes().max(BATCHED_TILE.shared_bytes());
+            limits.max_compute_workgroup_storage_size = coop_shared_bytes(&coop_tile);
             // SAFETY: wgpu marks cooperative matrices experimental (its
             // implementation may still have bugs). The one kernel using
             // them keeps every load and store inside its workgroup arrays
@@ -238,6 +271,7 @@ impl GpuContext {
             // checked, and `tests` compare it with the CPU reference.
             experimental = unsafe { wgpu::ExperimentalFeatures::enabled() };
         }
+        let shared_limit = limits.max_compute_workgroup_storage_size;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("fisao clip"),
@@ -260,6 +294,8 @@ impl GpuContext {
             attention: options.attention,
             coop_tile,
             coop,
+            coop_emulated,
+            shared_limit,
             coop_failed: Mutex::new(None),
             pipelines: Mutex::new(BTreeMap::new()),
             fault,
@@ -288,6 +324,19 @@ impl GpuContext {
         self.coop.as_ref().filter(|_| !failed)
     }
 
+    /// How the cooperative kernels spell their matrix operations here.
+    pub(crate) fn coop_dialect(&self) -> CoopDialect {
+        match self.coop_emulated {
+            true => CoopDialect::Emulated,
+            false => CoopDialect::Hardware,
+        }
+    }
+
+    /// The workgroup memory a kernel may declare on this device (bytes).
+    pub(crate) fn shared_limit(&self) -> u32 {
+        self.shared_limit
+    }
+
     /// Gives up the cooperative GEMM for the rest of this context's life
     /// (the tiled kernel takes over); `why` shows in [`Self::gemm_kernel`].
     pub(crate) fn coop_failed(&self, why: String) {
@@ -304,6 +353,9 @@ impl GpuContext {
     pub fn gemm_kernel(&self) -> String {
         let failed = self.coop_failed.lock().ok().and_then(|f| f.clone());
         match (self.coop, failed) {
+            (Some(_), None) if self.coop_emulated => {
+                format!("coop-emulated-16x16x16-f16-f32 {}", self.coop_tile.name)
+            }
             (Some(_), None) => format!("coop-16x16x16-f16-f32 {}", self.coop_tile.name),
             (Some(_), Some(why)) => format!("tiled-f32 (coop failed: {why})"),
             (None, _) => "tiled-f32".into(),
@@ -887,6 +939,16 @@ impl Dispatch {
         })
     }
 }
+
+/// The configuration an emulated device claims (the only one the kernels use).
+const EMULATED_COOP: wgpu::CooperativeMatrixProperties = wgpu::CooperativeMatrixProperties {
+    m_size: 16,
+    n_size: 16,
+    k_size: 16,
+    ab_type: wgpu::CooperativeScalarType::F16,
+    cr_type: wgpu::CooperativeScalarType::F32,
+    saturating_accumulation: false,
+};
 
 /// Workgroup memory the cooperative kernels need: the GEMM tiles and the
 /// flash attention of CLIP's head dim (64, the largest it supports).

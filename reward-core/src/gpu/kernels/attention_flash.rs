@@ -30,6 +30,7 @@ use alloc::string::String;
 use super::super::context::{Dispatch, GpuContext, Precision};
 use super::super::error::GpuError;
 use super::attention::Heads;
+use super::coop_dialect::{CoopDialect, Role};
 use super::{MAX_GROUPS, u32_of};
 
 /// Queries per workgroup (4 subgroups x 16 rows).
@@ -45,6 +46,7 @@ pub(crate) fn supports(ctx: &GpuContext, heads: Heads) -> bool {
     let d = heads.hidden / heads.heads.max(1);
     ctx.coop().is_some()
         && ctx.precision() == Precision::F16
+        && shared_bytes(BK) <= ctx.shared_limit()
         && ok_split
         && d % 16 == 0
         && (16..=BK as usize).contains(&d)
@@ -86,8 +88,13 @@ pub(crate) async fn attention_flash(
     }
     let d = u32_of(heads.hidden / heads.heads, "head dim")?;
     let consts = [("D", d), ("WG", WG), ("BQ", BQ), ("BK", BK)];
+    let dialect = ctx.coop_dialect();
+    let name = match dialect {
+        CoopDialect::Hardware => "attention_flash",
+        CoopDialect::Emulated => "attention_flash_emulated",
+    };
     let pipeline = ctx
-        .pipeline_generated("attention_flash", &consts, || kernel_source(d / 16))
+        .pipeline_generated(name, &consts, || kernel_source(d / 16, dialect))
         .await?;
     let params = Params {
         hidden: u32_of(heads.hidden, "hidden size")?,
@@ -147,11 +154,12 @@ fn stage_kv(t: u32, first: u32, k0: u32, part: u32, h: u32) {
 "#;
 
 /// The whole kernel for `dt = d / 16` column tiles of the head.
-fn kernel_source(dt: u32) -> String {
+fn kernel_source(dt: u32, dl: CoopDialect) -> String {
     let kt = BK / 16;
-    let mut s = String::from("enable wgpu_cooperative_matrix;\n");
+    let mut s = String::from(dl.header());
     s.push_str(PRELUDE);
-    s.push_str(super::matmul_coop::COOP_MAIN);
+    s.push_str(&dl.helpers(&["sq", "skv"], &["ss"]));
+    s.push_str(dl.main());
     s.push_str(
         "    let q0 = wid.x * BQ;\n    let h = wid.y;\n    let first = wid.z * p.len;\n    \
          if (q0 >= p.len) {\n        return;\n    }\n",
@@ -166,13 +174,12 @@ fn kernel_source(dt: u32) -> String {
          let sf = qr * LF;\n",
     );
     for i in 0..dt {
-        s.push_str(&format!(
-            "    let qa{i} = coopLoadT<coop_mat16x16<f16, A>>(&sq[qr * LS + {}u], LS);\n",
-            16 * i
-        ));
+        let at = format!("qr * LS + {}u", 16 * i);
+        let load = dl.load(Role::A, true, "sq", &at, "LS");
+        s.push_str(&format!("    let qa{i} = {load};\n"));
     }
     for j in 0..dt {
-        s.push_str(&format!("    var o{j} = coop_mat16x16<f32, C>();\n"));
+        s.push_str(&format!("    var o{j} = {};\n", dl.zero()));
     }
     s.push_str(
         "    for (var k0 = 0u; k0 < p.len; k0 += BK) {\n        workgroupBarrier();\n        \
@@ -180,21 +187,21 @@ fn kernel_source(dt: u32) -> String {
     );
     // Scores: kt key tiles x dt k-steps.
     for j in 0..kt {
-        s.push_str(&format!("        var s{j} = coop_mat16x16<f32, C>();\n"));
+        s.push_str(&format!("        var s{j} = {};\n", dl.zero()));
     }
     for i in 0..dt {
         for j in 0..kt {
-            s.push_str(&format!(
-                "        s{j} = coopMultiplyAdd(qa{i}, coopLoad<coop_mat16x16<f16, B>>(&skv[{}u * LS + {}u], LS), s{j});\n",
-                16 * j,
-                16 * i
-            ));
+            let at = format!("{}u * LS + {}u", 16 * j, 16 * i);
+            let k = dl.load(Role::B, false, "skv", &at, "LS");
+            let mma = dl.mma(&format!("qa{i}"), &k, &format!("s{j}"));
+            s.push_str(&format!("        s{j} = {mma};\n"));
         }
     }
     for j in 0..kt {
+        let at = format!("sf + {}u", 16 * j);
         s.push_str(&format!(
-            "        coopStoreT(s{j}, &ss[sf + {}u], LF);\n",
-            16 * j
+            "        {}\n",
+            dl.store(&format!("s{j}"), "ss", &at, "LF")
         ));
     }
     // Online softmax, one invocation per query row.
@@ -212,9 +219,10 @@ fn kernel_source(dt: u32) -> String {
     );
     // Rescale the context through workgroup memory.
     for j in 0..dt {
+        let at = format!("sf + {}u", 16 * j);
         s.push_str(&format!(
-            "        coopStoreT(o{j}, &ss[sf + {}u], LF);\n",
-            16 * j
+            "        {}\n",
+            dl.store(&format!("o{j}"), "ss", &at, "LF")
         ));
     }
     s.push_str(
@@ -223,30 +231,28 @@ fn kernel_source(dt: u32) -> String {
          workgroupBarrier();\n",
     );
     for j in 0..dt {
-        s.push_str(&format!(
-            "        o{j} = coopLoadT<coop_mat16x16<f32, C>>(&ss[sf + {}u], LF);\n",
-            16 * j
-        ));
+        let at = format!("sf + {}u", 16 * j);
+        let load = dl.load(Role::C, true, "ss", &at, "LF");
+        s.push_str(&format!("        o{j} = {load};\n"));
     }
     // O += P V: kt k-steps x dt output tiles.
     for k in 0..kt {
-        s.push_str(&format!(
-            "        let pa{k} = coopLoadT<coop_mat16x16<f16, A>>(&sq[qr * LS + {}u], LS);\n",
-            16 * k
-        ));
+        let at = format!("qr * LS + {}u", 16 * k);
+        let load = dl.load(Role::A, true, "sq", &at, "LS");
+        s.push_str(&format!("        let pa{k} = {load};\n"));
         for j in 0..dt {
-            s.push_str(&format!(
-                "        o{j} = coopMultiplyAdd(pa{k}, coopLoadT<coop_mat16x16<f16, B>>(&skv[{}u * LS + {}u], LS), o{j});\n",
-                16 * k,
-                16 * j
-            ));
+            let at = format!("{}u * LS + {}u", 16 * k, 16 * j);
+            let v = dl.load(Role::B, true, "skv", &at, "LS");
+            let mma = dl.mma(&format!("pa{k}"), &v, &format!("o{j}"));
+            s.push_str(&format!("        o{j} = {mma};\n"));
         }
     }
     s.push_str("    }\n    workgroupBarrier();\n");
     for j in 0..dt {
+        let at = format!("sf + {}u", 16 * j);
         s.push_str(&format!(
-            "    coopStoreT(o{j}, &ss[sf + {}u], LF);\n",
-            16 * j
+            "    {}\n",
+            dl.store(&format!("o{j}"), "ss", &at, "LF")
         ));
     }
     s.push_str(
@@ -277,7 +283,11 @@ mod tests {
     fn the_kernel_validates_for_every_head_dim() {
         for d in [16u32, 32, 48, 64] {
             let consts = [("D", d), ("WG", WG), ("BQ", BQ), ("BK", BK)];
-            let src = shader_source(&kernel_source(d / 16), Precision::F16, &consts);
+            let src = shader_source(
+                &kernel_source(d / 16, CoopDialect::Hardware),
+                Precision::F16,
+                &consts,
+            );
             let compiled = compile_coop(&src, &alloc::format!("d = {d}"));
             assert_eq!(compiled.shared, shared_bytes(d), "d = {d}");
             assert!(

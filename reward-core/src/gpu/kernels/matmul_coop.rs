@@ -26,10 +26,11 @@ use alloc::string::{String, ToString};
 
 use super::super::context::{Dispatch, GpuContext, Precision};
 use super::super::error::GpuError;
+use super::coop_dialect::{CoopDialect, Role};
 use super::matmul::{Gemm, Params, check_groups};
 use super::u32_of;
 
-/// One block shape of the cooperative GEMM.
+/// One block shape (and pipeline variant) of the cooperative GEMM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CoopTile {
     /// Name for [`crate::gpu::GpuOptions::coop_tile`] and `gemm_kernel`.
@@ -44,70 +45,64 @@ pub struct CoopTile {
     pub tn: u32,
     /// The k step staged in workgroup memory; k must be a multiple of it.
     pub kt: u32,
+    /// Workgroup staging buffers: 1 (the next k block waits in registers;
+    /// two barriers per k block) or 2 (double-buffered: the next block is
+    /// staged while this one is multiplied; one barrier per k block).
+    pub stages: u32,
+    /// Accumulators written out per epilogue round (1 or 2; each round
+    /// costs two workgroup barriers and 1 KiB of workgroup memory per
+    /// subgroup and accumulator).
+    pub epilogue: u32,
+}
+
+impl CoopTile {
+    /// A single-staged block shape with one accumulator per epilogue round.
+    const fn new(name: &'static str, bm: u32, bn: u32, tm: u32, tn: u32, kt: u32) -> Self {
+        Self {
+            name,
+            bm,
+            bn,
+            tm,
+            tn,
+            kt,
+            stages: 1,
+            epilogue: 1,
+        }
+    }
+
+    /// The same shape with `stages` staging buffers and `epilogue`
+    /// accumulators per epilogue round.
+    const fn variant(self, name: &'static str, stages: u32, epilogue: u32) -> Self {
+        Self {
+            name,
+            stages,
+            epilogue,
+            ..self
+        }
+    }
 }
 
 /// The block shapes, the default first. On a lent H200 (docs/perf.md,
 /// 2026-11-27 session 5) `128x128/64x64` ran the tower's linear layers
 /// fastest (fc1 ~96 TFLOP/s) and `64x64/32x32` the attention products
 /// (`n` = 64 or k = 64); the others are kept for A/B runs
-/// (`FISAO_GPU_COOP_TILE` in `gpu_device_bench`).
-pub const COOP_TILES: [CoopTile; 7] = [
-    CoopTile {
-        name: "128x128/64x64",
-        bm: 128,
-        bn: 128,
-        tm: 4,
-        tn: 4,
-        kt: 32,
-    },
-    CoopTile {
-        name: "128x128/32x64",
-        bm: 128,
-        bn: 128,
-        tm: 2,
-        tn: 4,
-        kt: 32,
-    },
-    CoopTile {
-        name: "128x256/64x64",
-        bm: 128,
-        bn: 256,
-        tm: 4,
-        tn: 4,
-        kt: 32,
-    },
-    CoopTile {
-        name: "256x128/64x64",
-        bm: 256,
-        bn: 128,
-        tm: 4,
-        tn: 4,
-        kt: 32,
-    },
-    CoopTile {
-        name: "64x64/32x32",
-        bm: 64,
-        bn: 64,
-        tm: 2,
-        tn: 2,
-        kt: 32,
-    },
-    CoopTile {
-        name: "128x128/64x64-k64",
-        bm: 128,
-        bn: 128,
-        tm: 4,
-        tn: 4,
-        kt: 64,
-    },
-    CoopTile {
-        name: "128x128/32x64-k64",
-        bm: 128,
-        bn: 128,
-        tm: 2,
-        tn: 4,
-        kt: 64,
-    },
+/// (`FISAO_GPU_COOP_TILE` in `gpu_device_bench`). The `-db` (double
+/// buffered), `-e2` (two accumulators per epilogue round) and `-k16`
+/// variants were added in session 6 without a GPU: correct on the
+/// emulated path (lavapipe), not yet timed.
+pub const COOP_TILES: [CoopTile; 12] = [
+    CoopTile::new("128x128/64x64", 128, 128, 4, 4, 32),
+    CoopTile::new("128x128/32x64", 128, 128, 2, 4, 32),
+    CoopTile::new("128x256/64x64", 128, 256, 4, 4, 32),
+    CoopTile::new("256x128/64x64", 256, 128, 4, 4, 32),
+    CoopTile::new("64x64/32x32", 64, 64, 2, 2, 32),
+    CoopTile::new("128x128/64x64-k64", 128, 128, 4, 4, 64),
+    CoopTile::new("128x128/32x64-k64", 128, 128, 2, 4, 64),
+    CoopTile::new("128x128/64x64", 128, 128, 4, 4, 32).variant("128x128/64x64-db", 2, 1),
+    CoopTile::new("128x128/64x64", 128, 128, 4, 4, 32).variant("128x128/64x64-e2", 1, 2),
+    CoopTile::new("128x128/64x64", 128, 128, 4, 4, 16).variant("128x128/64x64-k16-db", 2, 1),
+    CoopTile::new("128x128/32x64", 128, 128, 2, 4, 32).variant("128x128/32x64-db", 2, 1),
+    CoopTile::new("64x64/32x32", 64, 64, 2, 2, 32).variant("64x64/32x32-db-e2", 2, 2),
 ];
 
 /// The block shape of batched GEMMs with a weight per batch (the attention
@@ -139,10 +134,12 @@ impl CoopTile {
         32 * self.subgroups()
     }
 
-    /// Workgroup memory the kernel declares: both staged operand tiles (f16,
-    /// rows padded to KT + 8) and one 16 x 16 f32 epilogue tile per subgroup.
+    /// Workgroup memory the kernel declares: the staged operand tiles (f16,
+    /// rows padded to KT + 8, `stages` of them) and `epilogue` 16 x 16 f32
+    /// tiles per subgroup.
     pub(crate) fn shared_bytes(&self) -> u32 {
-        (self.bm + self.bn) * (self.kt + 8) * 2 + self.subgroups() * 256 * 4
+        self.stages * (self.bm + self.bn) * (self.kt + 8) * 2
+            + self.epilogue * self.subgroups() * 256 * 4
     }
 
     /// vec4 loads per invocation and k block: (a, w).
@@ -153,7 +150,7 @@ impl CoopTile {
 
     /// The constants prepended to [`Self::source`] (also the pipeline's
     /// cache key, so every tile is its own pipeline).
-    pub(crate) fn consts(&self) -> [(&'static str, u32); 6] {
+    pub(crate) fn consts(&self) -> [(&'static str, u32); 8] {
         [
             ("BM", self.bm),
             ("BN", self.bn),
@@ -161,12 +158,15 @@ impl CoopTile {
             ("WG", self.invocations()),
             ("TM", self.tm),
             ("TN", self.tn),
+            ("STAGES", self.stages),
+            ("EPI", self.epilogue),
         ]
     }
 
-    /// The kernel's WGSL body (the constants are prepended by the context).
-    pub(crate) fn source(&self) -> String {
-        kernel_source(self)
+    /// The kernel's WGSL body in `dialect` (the constants are prepended by
+    /// the context).
+    pub(crate) fn source(&self, dialect: CoopDialect) -> String {
+        kernel_source(self, dialect)
     }
 }
 
@@ -212,7 +212,12 @@ pub(super) async fn matmul_coop(
 ) -> Result<Option<Dispatch>, GpuError> {
     let tile = tile_for(ctx, g);
     let consts = tile.consts();
-    let generated = ctx.pipeline_generated("matmul_coop", &consts, || tile.source());
+    let dialect = ctx.coop_dialect();
+    let name = match dialect {
+        CoopDialect::Hardware => "matmul_coop",
+        CoopDialect::Emulated => "matmul_coop_emulated",
+    };
+    let generated = ctx.pipeline_generated(name, &consts, || tile.source(dialect));
     let pipeline = match generated.await {
         Ok(p) => p,
         Err(e @ GpuError::DeviceLost(_)) => return Err(e),
@@ -244,9 +249,9 @@ const PRELUDE: &str = r#"// Params, start() and store(): gemm_epilogue.wgsl.
 
 // Padded row stride of the staged tiles, in halves.
 const LDS: u32 = KT + 8u;
-var<workgroup> sa: array<f16, BM * LDS>; // [row][k]
-var<workgroup> sb: array<f16, BN * LDS>; // [col][k]: column-major B = w^T
-var<workgroup> sc: array<f32, WG / 32u * 256u>; // one 16 x 16 tile per subgroup
+var<workgroup> sa: array<f16, STAGES * BM * LDS>; // [stage][row][k]
+var<workgroup> sb: array<f16, STAGES * BN * LDS>; // [stage][col][k]: column-major B = w^T
+var<workgroup> sc: array<f32, EPI * WG / 32u * 256u>; // EPI 16 x 16 tiles per subgroup
 
 // Element group i of one operand's k block: row i / (KT / 4), k quad
 // i % (KT / 4); zeros past the operand's rows. `base` is the batch start;
@@ -267,52 +272,45 @@ fn read_w(i: u32, col0: u32, k0: u32, base: u32) -> vec4<f16> {
     return vec4<f16>(0.0);
 }
 
-fn stage_a(i: u32, v: vec4<f16>) {
-    let at = (i / (KT / 4u)) * LDS + (i % (KT / 4u)) * 4u;
+// Stores element group i into staging buffer `stage`.
+fn stage_a(i: u32, v: vec4<f16>, stage: u32) {
+    let at = stage * BM * LDS + (i / (KT / 4u)) * LDS + (i % (KT / 4u)) * 4u;
     sa[at] = v.x;
     sa[at + 1u] = v.y;
     sa[at + 2u] = v.z;
     sa[at + 3u] = v.w;
 }
 
-fn stage_b(i: u32, v: vec4<f16>) {
-    let at = (i / (KT / 4u)) * LDS + (i % (KT / 4u)) * 4u;
+fn stage_b(i: u32, v: vec4<f16>, stage: u32) {
+    let at = stage * BN * LDS + (i / (KT / 4u)) * LDS + (i % (KT / 4u)) * 4u;
     sb[at] = v.x;
     sb[at + 1u] = v.y;
     sb[at + 2u] = v.z;
     sb[at + 3u] = v.w;
 }
 
-// Writes one 16 x 16 accumulator at (r0, c0) through the subgroup's
-// staging tile. Called by every subgroup at the same point (uniform
-// control flow for the barriers).
-fn emit(acc: coop_mat16x16<f32, C>, sg: u32, lane: u32, r0: u32, c0: u32, obase: u32) {
-    coopStoreT(acc, &sc[sg * 256u], 16u);
-    workgroupBarrier();
-    for (var e = lane; e < 256u; e += 32u) {
-        store(r0 + e / 16u, c0 + e % 16u, sc[sg * 256u + e], obase);
+// The epilogue of the accumulators just stored in the subgroup's tiles
+// (`count` of them, at (r0[i], c0[i])): alpha, bias, activation and
+// residual in f32 (store()), each value rounded to T once.
+fn epilogue(sg: u32, lane: u32, count: u32, r0: array<u32, EPI>, c0: array<u32, EPI>, obase: u32) {
+    var rs = r0;
+    var cs = c0;
+    for (var e = lane; e < count * 256u; e += 32u) {
+        let i = e / 256u;
+        store(rs[i] + (e % 256u) / 16u, cs[i] + e % 16u, sc[(sg * EPI + i) * 256u + e % 256u], obase);
     }
-    workgroupBarrier();
 }
 "#;
 
-/// The entry point of the generated cooperative kernels (here and
-/// `attention_flash.rs`): invocation, workgroup, subgroup and lane ids.
-pub(super) const COOP_MAIN: &str = "\n@compute @workgroup_size(WG, 1, 1)\nfn main(\n    \
-    @builtin(local_invocation_index) t: u32,\n    \
-    @builtin(workgroup_id) wid: vec3<u32>,\n    \
-    @builtin(subgroup_id) sg: u32,\n    \
-    @builtin(subgroup_invocation_id) lane: u32,\n) {\n";
-
-/// The whole kernel for `t`: [`PRELUDE`] plus a main function with the
-/// tile's accumulators and loads written out.
-fn kernel_source(t: &CoopTile) -> String {
-    let (la, lw) = t.loads();
-    let mut s = String::from("enable wgpu_cooperative_matrix;\n");
+/// The whole kernel for `t` in `dialect`: [`PRELUDE`] plus a main
+/// function with the tile's accumulators and loads written out.
+fn kernel_source(t: &CoopTile, d: CoopDialect) -> String {
+    let mut s = String::from(d.header());
     s.push_str(include_str!("activation.wgsl"));
     s.push_str(include_str!("gemm_epilogue.wgsl"));
     s.push_str(PRELUDE);
-    s.push_str(COOP_MAIN);
+    s.push_str(&d.helpers(&["sa", "sb"], &["sc"]));
+    s.push_str(d.main());
     let sub_m = t.bm / (16 * t.tm);
     s.push_str("    let row0 = wid.y * BM;\n    let col0 = wid.x * BN;\n");
     s.push_str("    let abase = start(p.la, wid.z);\n    let wbase = start(p.lw, wid.z);\n");
@@ -325,76 +323,155 @@ fn kernel_source(t: &CoopTile) -> String {
     s.push_str(&format!("    let sn = (sg / {sub_m}u) * {}u;\n", 16 * t.tn));
     for i in 0..t.tm {
         for j in 0..t.tn {
-            s.push_str(&format!("    var c{i}_{j} = coop_mat16x16<f32, C>();\n"));
+            s.push_str(&format!("    var c{i}_{j} = {};\n", d.zero()));
         }
     }
-    let reads = |k0: &str, assign: bool| {
-        let mut r = String::new();
-        let decl = if assign { "" } else { "var " };
-        for q in 0..la {
-            r.push_str(&format!(
-                "        {decl}a{q} = read_a(t + {}u, row0, {k0}, abase);\n",
-                q * t.invocations()
-            ));
-        }
-        for q in 0..lw {
-            r.push_str(&format!(
-                "        {decl}w{q} = read_w(t + {}u, col0, {k0}, wbase);\n",
-                q * t.invocations()
-            ));
-        }
-        r
-    };
-    s.push_str(&reads("0u", false).replace("        ", "    "));
-    s.push_str("    for (var k0 = 0u; k0 < p.k; k0 += KT) {\n        workgroupBarrier();\n");
+    match t.stages {
+        1 => main_loop_single(&mut s, t),
+        _ => main_loop_double(&mut s, t),
+    }
+    multiply_block(&mut s, t, d);
+    s.push_str("    }\n");
+    epilogue_rounds(&mut s, t, d);
+    s.push_str("}\n");
+    s
+}
+
+/// Global reads of one k block into registers `a*` / `w*` (declared with
+/// `var` the first time), indented by `pad`.
+fn reads(t: &CoopTile, k0: &str, declare: bool, pad: &str) -> String {
+    let (la, lw) = t.loads();
+    let decl = if declare { "var " } else { "" };
+    let mut r = String::new();
     for q in 0..la {
-        s.push_str(&format!(
-            "        stage_a(t + {}u, a{q});\n",
-            q * t.invocations()
+        let i = q * t.invocations();
+        r.push_str(&format!(
+            "{pad}{decl}a{q} = read_a(t + {i}u, row0, {k0}, abase);\n"
         ));
     }
     for q in 0..lw {
-        s.push_str(&format!(
-            "        stage_b(t + {}u, w{q});\n",
-            q * t.invocations()
+        let i = q * t.invocations();
+        r.push_str(&format!(
+            "{pad}{decl}w{q} = read_w(t + {i}u, col0, {k0}, wbase);\n"
         ));
     }
-    s.push_str(
-        "        workgroupBarrier();\n        let next = k0 + KT;\n        if (next < p.k) {\n",
-    );
-    s.push_str(&reads("next", true).replace("        ", "            "));
-    s.push_str("        }\n        for (var kk = 0u; kk < KT; kk += 16u) {\n");
+    r
+}
+
+/// The registers `a*` / `w*` into staging buffer `stage`.
+fn stores(t: &CoopTile, stage: &str, pad: &str) -> String {
+    let (la, lw) = t.loads();
+    let mut r = String::new();
+    for q in 0..la {
+        let i = q * t.invocations();
+        r.push_str(&format!("{pad}stage_a(t + {i}u, a{q}, {stage});\n"));
+    }
+    for q in 0..lw {
+        let i = q * t.invocations();
+        r.push_str(&format!("{pad}stage_b(t + {i}u, w{q}, {stage});\n"));
+    }
+    r
+}
+
+/// One staging buffer: barrier, stage the registers, barrier, read the
+/// next block into registers, multiply (left open for
+/// [`multiply_block`]). `cur` names the buffer multiplied.
+fn main_loop_single(s: &mut String, t: &CoopTile) {
+    s.push_str(&reads(t, "0u", true, "    "));
+    s.push_str("    for (var k0 = 0u; k0 < p.k; k0 += KT) {\n        workgroupBarrier();\n");
+    s.push_str(&stores(t, "0u", "        "));
+    s.push_str("        workgroupBarrier();\n        let cur = 0u;\n        let next = k0 + KT;\n");
+    s.push_str("        if (next < p.k) {\n");
+    s.push_str(&reads(t, "next", false, "            "));
+    s.push_str("        }\n");
+}
+
+/// Two staging buffers: block 0 is staged before the loop; each iteration
+/// reads the next block into registers, multiplies the current buffer
+/// ([`multiply_block`]) and then stages the registers into the other
+/// buffer, with one barrier at the end. A buffer is written only after
+/// the barrier that ends the iteration which last read it.
+fn main_loop_double(s: &mut String, t: &CoopTile) {
+    s.push_str(&reads(t, "0u", true, "    "));
+    s.push_str(&stores(t, "0u", "    "));
+    s.push_str("    workgroupBarrier();\n");
+    s.push_str("    for (var k0 = 0u; k0 < p.k; k0 += KT) {\n");
+    s.push_str("        let cur = (k0 / KT) % 2u;\n        let next = k0 + KT;\n");
+    s.push_str("        if (next < p.k) {\n");
+    s.push_str(&reads(t, "next", false, "            "));
+    s.push_str("        }\n");
+}
+
+/// The multiply of staging buffer `cur` (closes the double-buffered
+/// iteration with its stores and barrier).
+fn multiply_block(s: &mut String, t: &CoopTile, d: CoopDialect) {
+    s.push_str("        for (var kk = 0u; kk < KT; kk += 16u) {\n");
     for i in 0..t.tm {
+        let at = format!("cur * BM * LDS + (sm + {}u) * LDS + kk", 16 * i);
         s.push_str(&format!(
-            "            let x{i} = coopLoadT<coop_mat16x16<f16, A>>(&sa[(sm + {}u) * LDS + kk], LDS);\n",
-            16 * i
+            "            let x{i} = {};\n",
+            d.load(Role::A, true, "sa", &at, "LDS")
         ));
     }
     for j in 0..t.tn {
+        let at = format!("cur * BN * LDS + (sn + {}u) * LDS + kk", 16 * j);
         s.push_str(&format!(
-            "            let y{j} = coopLoad<coop_mat16x16<f16, B>>(&sb[(sn + {}u) * LDS + kk], LDS);\n",
-            16 * j
+            "            let y{j} = {};\n",
+            d.load(Role::B, false, "sb", &at, "LDS")
         ));
     }
     for i in 0..t.tm {
         for j in 0..t.tn {
+            let c = format!("c{i}_{j}");
             s.push_str(&format!(
-                "            c{i}_{j} = coopMultiplyAdd(x{i}, y{j}, c{i}_{j});\n"
+                "            {c} = {};\n",
+                d.mma(&format!("x{i}"), &format!("y{j}"), &c)
             ));
         }
     }
-    s.push_str("        }\n    }\n    let obase = start(p.lo, wid.z);\n");
-    for i in 0..t.tm {
-        for j in 0..t.tn {
-            s.push_str(&format!(
-                "    emit(c{i}_{j}, sg, lane, row0 + sm + {}u, col0 + sn + {}u, obase);\n",
-                16 * i,
-                16 * j
-            ));
-        }
+    s.push_str("        }\n");
+    if t.stages > 1 {
+        s.push_str("        if (next < p.k) {\n");
+        s.push_str(&stores(t, "1u - cur", "            "));
+        s.push_str("        }\n        workgroupBarrier();\n");
     }
-    s.push_str("}\n");
-    s
+}
+
+/// Writes the accumulators `t.epilogue` at a time: each subgroup stores
+/// them into its f32 tiles, then its lanes apply the epilogue; every
+/// subgroup calls the barriers at the same points (uniform control flow).
+fn epilogue_rounds(s: &mut String, t: &CoopTile, d: CoopDialect) {
+    s.push_str("    let obase = start(p.lo, wid.z);\n");
+    let tiles: alloc::vec::Vec<(u32, u32)> = (0..t.tm)
+        .flat_map(|i| (0..t.tn).map(move |j| (i, j)))
+        .collect();
+    for round in tiles.chunks(t.epilogue as usize) {
+        let mut r0 = alloc::vec::Vec::new();
+        let mut c0 = alloc::vec::Vec::new();
+        for (slot, &(i, j)) in round.iter().enumerate() {
+            let at = format!("(sg * EPI + {slot}u) * 256u");
+            s.push_str(&format!(
+                "    {}\n",
+                d.store(&format!("c{i}_{j}"), "sc", &at, "16u")
+            ));
+            r0.push(format!("row0 + sm + {}u", 16 * i));
+            c0.push(format!("col0 + sn + {}u", 16 * j));
+        }
+        // A short last round repeats its first tile in the unused slots
+        // (they are not written: `count` stops before them).
+        while r0.len() < t.epilogue as usize {
+            r0.push(r0[0].clone());
+            c0.push(c0[0].clone());
+        }
+        s.push_str("    workgroupBarrier();\n");
+        s.push_str(&format!(
+            "    epilogue(sg, lane, {}u, array<u32, EPI>({}), array<u32, EPI>({}), obase);\n",
+            round.len(),
+            r0.join(", "),
+            c0.join(", ")
+        ));
+        s.push_str("    workgroupBarrier();\n");
+    }
 }
 
 #[cfg(test)]
@@ -406,7 +483,11 @@ mod tests {
 
     /// A tile's kernel exactly as the device would compile it.
     fn source(tile: &CoopTile) -> alloc::string::String {
-        shader_source(&tile.source(), Precision::F16, &tile.consts())
+        shader_source(
+            &tile.source(CoopDialect::Hardware),
+            Precision::F16,
+            &tile.consts(),
+        )
     }
 
     /// Runs everywhere (no adapter needed), for every tile: the WGSL
@@ -532,6 +613,92 @@ mod tests {
         std::eprintln!("coop gemm parity PASSED on {}", ctx.adapter_info().name);
     }
 
+    /// The shapes every tile is checked on: off its tile in m, n and k,
+    /// with bias, alpha, residual, activation, batches and strides; the
+    /// residual GEMM runs `deep_k` deep (many k blocks).
+    fn check_tile_on(ctx: &crate::gpu::GpuContext, tile: &CoopTile, deep_k: usize) {
+        let mut batched = Gemm::new(77, 64, 64);
+        batched.batch = 3;
+        batched.w_shared = false;
+        let mut residual = Gemm::new(300, 270, deep_k);
+        residual.alpha = 0.125;
+        residual.accumulate = true;
+        let mut fc1 = Gemm::new(150, 140, 64);
+        fc1.act = Some(crate::clip::Activation::QuickGelu);
+        for (g, bias) in [
+            (fc1, true),
+            (Gemm::new(1, 1, 32), true),
+            (Gemm::new(130, 70, 96), false),
+            (Gemm::new(257, 300, 128), true),
+            (residual, true),
+            (batched, false),
+        ] {
+            check_on(ctx, Precision::F16, g, bias);
+        }
+        check_strided_on(ctx, Precision::F16);
+        // A kernel that failed to compile hands its GEMMs to the tiled
+        // kernel, which would pass the checks above.
+        assert!(ctx.coop().is_some(), "{}: {}", tile.name, ctx.gemm_kernel());
+    }
+
+    /// Every block shape, its matrix operations emulated in plain WGSL,
+    /// against the CPU reference: the generated tiling, staging (single
+    /// and double buffered) and epilogue rounds run on any f16 adapter
+    /// (lavapipe in CI). Tiles needing more workgroup memory than the
+    /// adapter has are skipped (by name); on adapters with real
+    /// cooperative matrices the test above covers every tile instead.
+    #[test]
+    fn every_tile_matches_the_cpu_reference_when_emulated() {
+        use crate::gpu::{GpuContext, GpuOptions};
+        let Some(plain) = context(Precision::F16) else {
+            std::eprintln!("emulated coop parity SKIPPED: no f16 adapter");
+            return;
+        };
+        if plain.coop().is_some() {
+            std::eprintln!("emulated coop parity SKIPPED: the adapter has cooperative matrices");
+            return;
+        }
+        let mut ran = alloc::vec::Vec::new();
+        for tile in COOP_TILES {
+            let options = GpuOptions {
+                precision: Some(Precision::F16),
+                coop_tile: Some(tile),
+                emulate_cooperative_matrix: true,
+                ..GpuOptions::default()
+            };
+            let ctx = match GpuContext::new(&options) {
+                Ok(ctx) => ctx,
+                Err(GpuError::RequestDevice(why)) if why.contains("workgroup memory") => {
+                    std::eprintln!("emulated coop tile {} SKIPPED: {why}", tile.name);
+                    continue;
+                }
+                Err(e) => panic!("{}: {e}", tile.name),
+            };
+            assert!(
+                ctx.gemm_kernel().starts_with("coop-emulated"),
+                "{}",
+                ctx.gemm_kernel()
+            );
+            // 256 deep: 8 to 16 k blocks, a fifth of the hardware test's
+            // time on lavapipe's scalar emulation.
+            check_tile_on(&ctx, &tile, 256);
+            ran.push(tile.name);
+        }
+        // Lavapipe (32 KiB of workgroup memory, CI's adapter) fits these;
+        // together they cover both staging schemes and epilogue widths.
+        if plain.adapter_info().device_type == wgpu::DeviceType::Cpu {
+            for name in [
+                "128x128/64x64",
+                "64x64/32x32",
+                "128x128/64x64-k16-db",
+                "64x64/32x32-db-e2",
+            ] {
+                assert!(ran.contains(&name), "{name} did not run: {ran:?}");
+            }
+        }
+        std::eprintln!("emulated coop parity PASSED for {ran:?}");
+    }
+
     /// Every block shape against the CPU reference on shapes off its tile
     /// (one context per tile); skipped where no adapter offers cooperative
     /// matrices.
@@ -550,26 +717,7 @@ mod tests {
             };
             let ctx = crate::gpu::GpuContext::new(&options).expect("context");
             assert!(ctx.coop().is_some(), "{}: {}", tile.name, ctx.gemm_kernel());
-            let mut batched = Gemm::new(77, 64, 64);
-            batched.batch = 3;
-            batched.w_shared = false;
-            let mut residual = Gemm::new(300, 270, 1024);
-            residual.alpha = 0.125;
-            residual.accumulate = true;
-            let mut fc1 = Gemm::new(150, 140, 64);
-            fc1.act = Some(crate::clip::Activation::QuickGelu);
-            for (g, bias) in [
-                (fc1, true),
-                (Gemm::new(1, 1, 32), true),
-                (Gemm::new(130, 70, 96), false),
-                (Gemm::new(257, 300, 128), true),
-                (residual, true),
-                (batched, false),
-            ] {
-                check_on(&ctx, Precision::F16, g, bias);
-            }
-            check_strided_on(&ctx, Precision::F16);
-            assert!(ctx.coop().is_some(), "{}: {}", tile.name, ctx.gemm_kernel());
+            check_tile_on(&ctx, &tile, 1024);
             std::eprintln!(
                 "coop tile {} parity PASSED on {}",
                 tile.name,

@@ -8,6 +8,7 @@
 pub mod attention;
 pub mod attention_flash;
 pub mod attention_gemm;
+pub(crate) mod coop_dialect;
 // In-place activation kernel: the context tests' one-binding kernel (runs,
 // faults, caches) and the activation snippet's wide-range check. The tower
 // applies the activation in fc1's GEMM epilogue instead.
