@@ -13,7 +13,9 @@ use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::future::Future;
+use core::mem::ManuallyDrop;
 use core::pin::Pin;
+use core::sync::atomic::{AtomicBool, Ordering};
 use core::task::{Context as TaskContext, Poll, Waker};
 use std::sync::Mutex;
 
@@ -175,8 +177,11 @@ struct RunCache {
 
 /// A device, its queue and the compiled pipelines: build once, pass by reference.
 pub struct GpuContext {
-    pub(crate) device: wgpu::Device,
-    pub(crate) queue: wgpu::Queue,
+    /// Dropped by hand in `Drop` (leaked after a timeout, see there).
+    pub(crate) device: ManuallyDrop<wgpu::Device>,
+    pub(crate) queue: ManuallyDrop<wgpu::Queue>,
+    /// A wait gave up on this device: its submitted work may never finish.
+    timed_out: AtomicBool,
     info: wgpu::AdapterInfo,
     precision: Precision,
     timeout: core::time::Duration,
@@ -207,9 +212,18 @@ pub struct GpuContext {
 
 impl GpuContext {
     /// Finds an adapter and opens a device with the WebGPU default limits.
+    #[allow(
+        clippy::await_holding_lock,
+        reason = "natively wgpu's adapter and device requests are ready at once, never pending"
+    )]
     pub async fn new_async(options: &GpuOptions) -> Result<Self, GpuError> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        // Opening devices one at a time, on one instance per process:
+        // drivers have raced on concurrent instance and device creation and
+        // teardown (gfx-rs/wgpu#5930), and the tests open contexts from many
+        // threads.
+        #[cfg(not(target_arch = "wasm32"))]
+        let _lifecycle = lifecycle();
+        let instance = instance();
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions {
                 power_preference: wgpu::PowerPreference::HighPerformance,
@@ -285,8 +299,9 @@ impl GpuContext {
         let fault = Arc::new(Mutex::new(None));
         install_fault_handlers(&device, &fault);
         Ok(Self {
-            device,
-            queue,
+            device: ManuallyDrop::new(device),
+            queue: ManuallyDrop::new(queue),
+            timed_out: AtomicBool::new(false),
             info: adapter.get_info(),
             precision,
             timeout: options.timeout,
@@ -809,12 +824,20 @@ impl GpuContext {
             })
             .map(|_| ())
             .map_err(|e| match e {
-                wgpu::PollError::Timeout => GpuError::Timeout(format!(
-                    "the kernels did not finish within {:?}",
-                    self.timeout
-                )),
+                wgpu::PollError::Timeout => self.timed_out(),
                 other => GpuError::DeviceLost(other.to_string()),
             })
+    }
+
+    /// The timeout error; marks the device so that dropping the context
+    /// does not wait for its work (see `Drop`).
+    #[cfg(not(target_arch = "wasm32"))]
+    fn timed_out(&self) -> GpuError {
+        self.timed_out.store(true, Ordering::Relaxed);
+        GpuError::Timeout(format!(
+            "the kernels did not finish within {:?}",
+            self.timeout
+        ))
     }
 
     /// Polls the device until `rx` holds its value, at most the timeout.
@@ -830,10 +853,7 @@ impl GpuContext {
             }
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
-                return Err(GpuError::Timeout(format!(
-                    "the kernels did not finish within {:?}",
-                    self.timeout
-                )));
+                return Err(self.timed_out());
             }
             let slice = left.min(core::time::Duration::from_millis(50));
             match self.device.poll(wgpu::PollType::Wait {
@@ -938,6 +958,50 @@ impl Dispatch {
             entries: &entries,
         })
     }
+}
+
+impl Drop for GpuContext {
+    /// wgpu's queue waits for all submitted work when dropped, without a
+    /// limit (`vkQueueWaitIdle`). After a timeout that work may never
+    /// finish, so the device and queue are leaked instead: a context that
+    /// timed out costs its device memory until the process ends, rather
+    /// than hanging the thread that drops it.
+    fn drop(&mut self) {
+        if self.timed_out.load(Ordering::Relaxed) {
+            return;
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        let _lifecycle = lifecycle();
+        // SAFETY: dropped once, here, and never used again: `drop` is the
+        // last use of `self`.
+        unsafe {
+            ManuallyDrop::drop(&mut self.queue);
+            ManuallyDrop::drop(&mut self.device);
+        }
+    }
+}
+
+/// The process's wgpu instance (native), made on first use.
+#[cfg(not(target_arch = "wasm32"))]
+fn instance() -> &'static wgpu::Instance {
+    static INSTANCE: std::sync::OnceLock<wgpu::Instance> = std::sync::OnceLock::new();
+    INSTANCE.get_or_init(|| {
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+    })
+}
+
+/// Browsers: an instance per context (wgpu's web types are not `Sync`).
+#[cfg(target_arch = "wasm32")]
+fn instance() -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+/// Held while a device opens or closes, so that no two do at once.
+#[cfg(not(target_arch = "wasm32"))]
+fn lifecycle() -> std::sync::MutexGuard<'static, ()> {
+    static LIFECYCLE: Mutex<()> = Mutex::new(());
+    // A panic while holding it leaves nothing half-done to protect.
+    LIFECYCLE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The configuration an emulated device claims (the only one the kernels use).
@@ -1189,6 +1253,57 @@ mod tests {
         let (tx, rx) = oneshot::<u32>();
         drop(tx);
         assert_eq!(rx.try_take(), Some(None), "a dropped sender ends the wait");
+    }
+
+    /// A context whose wait timed out drops without waiting for its work
+    /// (wgpu's queue would wait for it without a limit: `vkQueueWaitIdle`,
+    /// which a kernel that never ends turns into a hang). The work grows
+    /// until a 100 ms wait times out, then the drop must return at once.
+    #[test]
+    fn dropping_a_context_after_a_timeout_does_not_wait_for_its_work() {
+        if context(Precision::F32).is_none() {
+            return;
+        }
+        let options = GpuOptions {
+            precision: Some(Precision::F32),
+            timeout: core::time::Duration::from_millis(100),
+            ..GpuOptions::default()
+        };
+        let ctx = GpuContext::new(&options).expect("a second context on the same adapter");
+        let n = 1 << 22;
+        let x = pollster::block_on(ctx.upload("x", &alloc::vec![0.25f32; n])).expect("upload");
+        let record = |launches: usize| -> Vec<Dispatch> {
+            (0..launches)
+                .map(|_| pollster::block_on(gelu(&ctx, Activation::QuickGelu, &x, n)))
+                .collect::<Result<_, _>>()
+                .expect("record")
+        };
+        // Time one launch (runs shorter than the timeout), then queue about
+        // two seconds of work: the wait gives up after 100 ms, the rest is
+        // still running when the context drops.
+        let (mut launches, mut per_launch) = (1, core::time::Duration::from_millis(100));
+        while launches <= 64 {
+            let t = std::time::Instant::now();
+            if pollster::block_on(ctx.run(&record(launches), &x, 1)).is_err() {
+                break;
+            }
+            per_launch = t.elapsed() / launches as u32;
+            launches *= 4;
+        }
+        let launches = (2000 / per_launch.as_millis().max(1)) as usize + 1;
+        let e = pollster::block_on(ctx.run(&record(launches), &x, 1));
+        assert!(
+            matches!(e, Err(GpuError::Timeout(_))),
+            "{launches} launches of {per_launch:?}: {:?}",
+            e.err()
+        );
+        let t = std::time::Instant::now();
+        drop(ctx);
+        let took = t.elapsed();
+        assert!(
+            took < core::time::Duration::from_millis(500),
+            "dropping waited {took:?} ({launches} launches of {n})"
+        );
     }
 
     #[test]
