@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# One device call for the wgpu path, as a session with a lent GPU should run it
+# (docs/perf.md "wgpu", docs/gpu.md "Device lifetime"):
+#   1. the GPU unit tests three ways (parallel as CI runs them, one thread, and the
+#      destroyed-device test alone), each under a watchdog that, on a hang, records
+#      every thread's name and kernel wait channel (and gdb backtraces if gdb is
+#      there) before killing it: the session-5 hang left nothing to read;
+#   2. the benchmark (benches/gpu_device.sh: wgpu vs PyTorch CUDA fp16, parity) and a
+#      sweep of the cooperative GEMM variants (SESSION_TILES).
+#
+# Here, on the dev box (builds and strips both binaries into .devbin/, ~10 min cold):
+#   bash benches/gpu_device_session.sh --prepare
+# On the device (run tool, carry [".gl", ".devbin"]; .gl holds the Vulkan loader debs):
+#   OUT=$OUT bash benches/gpu_device_session.sh
+# Writes $OUT/tests-*.log, $OUT/hang-*.txt (only on a hang), $OUT/bench.log, $OUT/profile.log.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+TARGET=${CARGO_TARGET_DIR:-/work/targets/wgpu}
+
+if [ "${1:-}" = "--prepare" ]; then
+  set -e
+  export CARGO_TARGET_DIR=$TARGET
+  cargo build --release --locked -p fisao-benches --features gpu --bin gpu_device_bench
+  cargo test --release --locked -p reward-core --features gpu --lib --no-run 2>&1 | tail -2
+  mkdir -p .devbin
+  strip -o .devbin/gpu_device_bench "$TARGET/release/gpu_device_bench"
+  tests=$(ls -t "$TARGET"/release/deps/reward_core-* | grep -v '\.d$' | head -1)
+  strip -o .devbin/reward_core_tests "$tests"
+  ls -la .devbin
+  exit 0
+fi
+
+OUT=${OUT:-device-out}
+mkdir -p "$OUT"
+export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
+if [ -d .gl ] && ! ldconfig -p | grep -q libvulkan.so.1; then
+  for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
+fi
+ICD=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+if [ -f "$ICD" ] && [ -z "${VK_DRIVER_FILES:-}" ]; then export VK_DRIVER_FILES=$ICD; fi
+
+# watch NAME SECONDS CMD...: runs CMD, and if it outlives SECONDS records its threads.
+watch() {
+  local name=$1 limit=$2; shift 2
+  local start=$SECONDS
+  "$@" > "$OUT/tests-$name.log" 2>&1 &
+  local pid=$!
+  while kill -0 "$pid" 2>/dev/null && [ $((SECONDS - start)) -lt "$limit" ]; do sleep 1; done
+  if kill -0 "$pid" 2>/dev/null; then
+    {
+      echo "HANG: $name still running after ${limit}s"
+      for t in /proc/"$pid"/task/*; do
+        echo "$(cat "$t/comm" 2>/dev/null) wchan=$(cat "$t/wchan" 2>/dev/null)"
+      done
+      command -v gdb >/dev/null && gdb -p "$pid" -batch -ex 'thread apply all bt 25' 2>&1
+    } > "$OUT/hang-$name.txt"
+    kill -9 "$pid"
+    echo "tests $name: HANG after ${limit}s (threads in $OUT/hang-$name.txt)"
+  else
+    wait "$pid"
+    echo "tests $name: exit $? in $((SECONDS - start))s; $(grep -E '^test result' "$OUT/tests-$name.log")"
+  fi
+}
+
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null || true
+watch parallel 120 .devbin/reward_core_tests gpu:: --nocapture
+watch serial 180 .devbin/reward_core_tests gpu:: --nocapture --test-threads=1
+watch destroyed 60 .devbin/reward_core_tests a_lost_device_is_an_error_and_stays_one --nocapture
+grep -hE "PASSED|SKIPPED" "$OUT"/tests-parallel.log | sort | uniq -c | head -40
+
+SESSION_TILES=${SESSION_TILES:-"128x128/64x64 128x128/64x64-db 128x128/64x64-e2 128x128/64x64-k16-db 128x128/32x64-db 128x128/32x64-k64"}
+PROFILE=${PROFILE:-1} SWEEP=1 SWEEP_TILES="$SESSION_TILES" BIN=.devbin/gpu_device_bench \
+  timeout 360 bash benches/gpu_device.sh > "$OUT/bench.log" 2> "$OUT/profile.log"
+echo "bench: exit $?"
+grep -E '"side"|ratio|parity|tile' "$OUT/bench.log" | cut -c1-260
