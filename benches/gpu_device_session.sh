@@ -5,14 +5,16 @@
 #      destroyed-device test alone), each under a watchdog that, on a hang, records
 #      every thread's name and kernel wait channel (and gdb backtraces if gdb is
 #      there) before killing it: the session-5 hang left nothing to read;
-#   2. the benchmark (benches/gpu_device.sh: wgpu vs PyTorch CUDA fp16, parity) and a
+#   2. GEMM probes (gpu_device_bench --probe: which part of the tensor-core GEMM bounds it);
+#   3. the benchmark (benches/gpu_device.sh: wgpu vs PyTorch CUDA fp16, parity) and a
 #      sweep of the cooperative GEMM variants (SESSION_TILES).
 #
 # Here, on the dev box (builds and strips both binaries into .devbin/, ~10 min cold):
 #   bash benches/gpu_device_session.sh --prepare
 # On the device (run tool, carry [".gl", ".devbin"]; .gl holds the Vulkan loader debs):
 #   OUT=$OUT bash benches/gpu_device_session.sh
-# Writes $OUT/tests-*.log, $OUT/hang-*.txt (only on a hang), $OUT/bench.log, $OUT/profile.log.
+# Writes $OUT/tests-*.log, $OUT/hang-*.txt (only on a hang), $OUT/probe.log, $OUT/bench.log,
+# $OUT/profile.log.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 TARGET=${CARGO_TARGET_DIR:-/work/targets/wgpu}
@@ -23,6 +25,11 @@ if [ "${1:-}" = "--prepare" ]; then
   cargo build --release --locked -p fisao-benches --features gpu --bin gpu_device_bench
   cargo test --release --locked -p reward-core --features gpu --lib --no-run 2>&1 | tail -2
   mkdir -p .devbin
+  # The device has no Vulkan loader: Debian's debs, unpacked there (device README).
+  if ! ls .gl/libvulkan1_*.deb >/dev/null 2>&1; then
+    mkdir -p .gl
+    (cd .gl && apt-get download libvulkan1 libglvnd0 libgl1 libglx0 libegl1 libgles2 libopengl0)
+  fi
   strip -o .devbin/gpu_device_bench "$TARGET/release/gpu_device_bench"
   tests=$(ls -t "$TARGET"/release/deps/reward_core-* | grep -v '\.d$' | head -1)
   strip -o .devbin/reward_core_tests "$tests"
@@ -67,6 +74,14 @@ watch parallel 120 .devbin/reward_core_tests gpu:: --nocapture
 watch serial 180 .devbin/reward_core_tests gpu:: --nocapture --test-threads=1
 watch destroyed 60 .devbin/reward_core_tests a_lost_device_is_an_error_and_stays_one --nocapture
 grep -hE "PASSED|SKIPPED" "$OUT"/tests-parallel.log | sort | uniq -c | head -40
+
+# Which part of the cooperative GEMM bounds the linear layers (GemmProbe): whole, no
+# global reads, multiply-adds alone (the ceiling through wgpu), memory path alone.
+for tile in ${PROBE_TILES:-128x128/64x64 128x128/64x64-db}; do
+  FISAO_GPU_COOP_TILE=$tile timeout 120 .devbin/gpu_device_bench --probe ${PROBE_ARGS:-20} >> "$OUT/probe.log" 2>&1
+  echo "probe $tile: exit $?"
+done
+grep -E '"probe"' "$OUT/probe.log" | sed -E 's/.*"probe": "([^"]*)", "layer": "([^"]*)".*"gemm": "([^"]*)".*"tflops": ([0-9.]*).*/\3 \2 \1 \4 TFLOP\/s/'
 
 SESSION_TILES=${SESSION_TILES:-"128x128/64x64 128x128/64x64-db 128x128/64x64-e2 128x128/64x64-k16-db 128x128/32x64-db 128x128/32x64-k64"}
 PROFILE=${PROFILE:-1} SWEEP=1 SWEEP_TILES="$SESSION_TILES" BIN=.devbin/gpu_device_bench \

@@ -4,7 +4,9 @@
 //! half and uses the same weights and the same pixels.
 //!
 //! Usage: `gpu_device_bench <checkpoint dir> <batch> <repeats> [f32|f16]`
-//! (`gpu_device_bench --tiles` lists the cooperative GEMM's block shapes).
+//! (`gpu_device_bench --tiles` lists the cooperative GEMM's block shapes;
+//! `gpu_device_bench --probe [launches]` times the linear layers' GEMMs whole
+//! and with parts left out, `reward_core::gpu::probe_gemm`).
 //! Prints one JSON line, with the host-side operation counts of one warm
 //! call (submissions, buffers, bind groups, pipelines, readbacks); writes the
 //! embeddings of the first two images to `<dir>/gpu_embeddings.f32`
@@ -22,7 +24,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use reward_core::gpu::{
-    AttentionKernel, CoopTile, GpuClipModel, GpuContext, GpuOptions, GpuStats, Precision,
+    AttentionKernel, CoopTile, GemmProbe, GpuClipModel, GpuContext, GpuOptions, GpuStats, Precision,
 };
 
 /// Pixel `i` of the batch: a fixed smooth pattern in [-2, 2], also written by gpu_device.py.
@@ -38,6 +40,17 @@ fn main() -> Result<(), String> {
             println!("{}", t.name);
         }
         return Ok(());
+    }
+    if args.get(1).map(String::as_str) == Some("--probe") {
+        let launches = match args.get(2) {
+            Some(v) => v.parse().map_err(|e| format!("launches {v:?}: {e}"))?,
+            None => 20,
+        };
+        let rows = match args.get(3) {
+            Some(v) => v.parse().map_err(|e| format!("rows {v:?}: {e}"))?,
+            None => 16 * 577,
+        };
+        return probe(launches, rows);
     }
     let get = |i: usize, name: &str| {
         args.get(i)
@@ -130,6 +143,50 @@ fn main() -> Result<(), String> {
 }
 
 /// Host-side operations of one warm call, as a JSON object.
+/// `--probe [LAUNCHES] [ROWS]`: the ViT-L/14-336 linear layers' GEMMs of
+/// one 16-image chunk (ROWS = 16 x 577 by default) on the context's GEMM
+/// kernel, whole and with parts left out (`GemmProbe`; only whole on the
+/// tiled kernel), one JSON line each. `FISAO_GPU_EMULATE_COOP=1` runs the
+/// cooperative kernels emulated where the adapter has none (a smoke test
+/// on lavapipe; use few rows).
+fn probe(launches: usize, m: usize) -> Result<(), String> {
+    let coop_tile = match std::env::var("FISAO_GPU_COOP_TILE") {
+        Ok(name) => Some(CoopTile::named(&name).map_err(|e| e.to_string())?),
+        Err(_) => None,
+    };
+    let options = GpuOptions {
+        precision: Some(Precision::F16),
+        coop_tile,
+        emulate_cooperative_matrix: std::env::var_os("FISAO_GPU_EMULATE_COOP")
+            .is_some_and(|v| v == "1"),
+        ..GpuOptions::default()
+    };
+    let ctx = GpuContext::new(&options).map_err(|e| e.to_string())?;
+    let probes: &[GemmProbe] = match ctx.gemm_kernel().starts_with("coop") {
+        true => &GemmProbe::ALL,
+        false => &[GemmProbe::Full],
+    };
+    for (layer, n, k) in [
+        ("qkv", 3072, 1024),
+        ("out", 1024, 1024),
+        ("fc1", 4096, 1024),
+        ("fc2", 1024, 4096),
+    ] {
+        let timings = reward_core::gpu::probe_gemm(&ctx, (m, n, k), probes, launches)
+            .map_err(|e| format!("{layer}: {e}"))?;
+        for t in timings {
+            println!(
+                "{{\"probe\": {:?}, \"layer\": {layer:?}, \"m\": {m}, \"n\": {n}, \"k\": {k}, \"gemm\": {:?}, \"ms\": {:.4}, \"tflops\": {:.1}}}",
+                t.probe.name(),
+                t.kernel,
+                t.seconds * 1e3,
+                t.tflops
+            );
+        }
+    }
+    Ok(())
+}
+
 fn per_call(a: GpuStats, b: GpuStats, calls: u64) -> String {
     let d = |x: u64, y: u64| (y - x) as f64 / calls as f64;
     format!(

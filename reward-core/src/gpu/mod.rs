@@ -22,6 +22,8 @@
 #[cfg(not(target_arch = "wasm32"))]
 mod backend;
 mod context;
+#[cfg(not(target_arch = "wasm32"))]
+mod diagnostics;
 mod error;
 mod kernels;
 mod model;
@@ -30,8 +32,10 @@ mod tower;
 #[cfg(not(target_arch = "wasm32"))]
 pub use backend::{Backend, Verifier};
 pub use context::{AttentionKernel, GpuContext, GpuOptions, GpuStats, KernelTime, Precision};
+#[cfg(not(target_arch = "wasm32"))]
+pub use diagnostics::{GemmTiming, probe_gemm};
 pub use error::GpuError;
-pub use kernels::matmul_coop::{BATCHED_TILE, COOP_TILES, CoopTile};
+pub use kernels::matmul_coop::{BATCHED_TILE, COOP_TILES, CoopTile, GemmProbe};
 pub use model::GpuClipModel;
 
 use crate::clip::TextPooling;

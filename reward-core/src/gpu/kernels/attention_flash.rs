@@ -289,6 +289,17 @@ mod tests {
                 &consts,
             );
             let compiled = compile_coop(&src, &alloc::format!("d = {d}"));
+            let emulated = shader_source(
+                &kernel_source(d / 16, CoopDialect::Emulated),
+                Precision::F16,
+                &consts,
+            );
+            let emu = compile_coop(&emulated, &alloc::format!("emulated d = {d}"));
+            assert!(
+                !emu.needs_coop,
+                "d = {d}: emulated form needs the capability"
+            );
+            assert_eq!(emu.shared, compiled.shared, "d = {d}");
             assert_eq!(compiled.shared, shared_bytes(d), "d = {d}");
             assert!(
                 compiled.shared <= 48 * 1024,

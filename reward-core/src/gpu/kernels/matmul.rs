@@ -6,6 +6,7 @@
 
 use super::super::context::{Dispatch, GpuContext};
 use super::super::error::GpuError;
+use super::matmul_coop::GemmProbe;
 use super::u32_of;
 use crate::clip::Activation;
 
@@ -105,6 +106,9 @@ pub struct Gemm {
     pub act: Option<Activation>,
     /// Explicit operand layouts (`None`: dense, as described at `batch`).
     pub strided: Option<Strided>,
+    /// A diagnostic kernel with parts left out (`gpu::probe_gemm`); the
+    /// forward pass always runs [`GemmProbe::Full`].
+    pub probe: GemmProbe,
 }
 
 impl Gemm {
@@ -151,6 +155,7 @@ impl Gemm {
             accumulate: false,
             act: None,
             strided: None,
+            probe: GemmProbe::Full,
         }
     }
 }

@@ -109,6 +109,45 @@ pub const COOP_TILES: [CoopTile; 12] = [
 /// products: `577 x 608 x 64` and `577 x 64 x 608` per head on ViT-L/14-336).
 pub const BATCHED_TILE: CoopTile = COOP_TILES[4];
 
+/// A diagnostic form of the cooperative GEMM with parts of its main loop
+/// left out, to see which part bounds its speed (`gpu::probe_gemm`,
+/// `gpu_device_bench --probe`). Only [`GemmProbe::Full`] computes the
+/// product; the others write garbage of the right shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GemmProbe {
+    /// The kernel the forward pass runs.
+    #[default]
+    Full,
+    /// No global reads after the first k block: staging, barriers, tile
+    /// loads and multiply-adds only.
+    NoGlobalLoads,
+    /// Operand tiles loaded once; the loop is the multiply-adds alone (the
+    /// tensor-core ceiling through this API at this accumulator count).
+    MmaOnly,
+    /// Global reads, staging and barriers, no tile loads or multiply-adds.
+    MemoryOnly,
+}
+
+impl GemmProbe {
+    /// Every probe, [`GemmProbe::Full`] first.
+    pub const ALL: [GemmProbe; 4] = [
+        GemmProbe::Full,
+        GemmProbe::NoGlobalLoads,
+        GemmProbe::MmaOnly,
+        GemmProbe::MemoryOnly,
+    ];
+
+    /// Short name (`full`, `no-global-loads`, `mma-only`, `memory-only`).
+    pub fn name(self) -> &'static str {
+        match self {
+            GemmProbe::Full => "full",
+            GemmProbe::NoGlobalLoads => "no-global-loads",
+            GemmProbe::MmaOnly => "mma-only",
+            GemmProbe::MemoryOnly => "memory-only",
+        }
+    }
+}
+
 impl CoopTile {
     /// The tile named `name` (an input error listing the names otherwise).
     pub fn named(name: &str) -> Result<Self, GpuError> {
@@ -165,8 +204,8 @@ impl CoopTile {
 
     /// The kernel's WGSL body in `dialect` (the constants are prepended by
     /// the context).
-    pub(crate) fn source(&self, dialect: CoopDialect) -> String {
-        kernel_source(self, dialect)
+    pub(crate) fn source(&self, dialect: CoopDialect, probe: GemmProbe) -> String {
+        kernel_source(self, dialect, probe)
     }
 }
 
@@ -211,13 +250,16 @@ pub(super) async fn matmul_coop(
     out: &wgpu::Buffer,
 ) -> Result<Option<Dispatch>, GpuError> {
     let tile = tile_for(ctx, g);
-    let consts = tile.consts();
+    let mut consts = alloc::vec::Vec::from(tile.consts());
+    if g.probe != GemmProbe::Full {
+        consts.push(("PROBE", g.probe as u32));
+    }
     let dialect = ctx.coop_dialect();
     let name = match dialect {
         CoopDialect::Hardware => "matmul_coop",
         CoopDialect::Emulated => "matmul_coop_emulated",
     };
-    let generated = ctx.pipeline_generated(name, &consts, || tile.source(dialect));
+    let generated = ctx.pipeline_generated(name, &consts, || tile.source(dialect, g.probe));
     let pipeline = match generated.await {
         Ok(p) => p,
         Err(e @ GpuError::DeviceLost(_)) => return Err(e),
@@ -304,7 +346,7 @@ fn epilogue(sg: u32, lane: u32, count: u32, r0: array<u32, EPI>, c0: array<u32, 
 
 /// The whole kernel for `t` in `dialect`: [`PRELUDE`] plus a main
 /// function with the tile's accumulators and loads written out.
-fn kernel_source(t: &CoopTile, d: CoopDialect) -> String {
+fn kernel_source(t: &CoopTile, d: CoopDialect, probe: GemmProbe) -> String {
     let mut s = String::from(d.header());
     s.push_str(include_str!("activation.wgsl"));
     s.push_str(include_str!("gemm_epilogue.wgsl"));
@@ -326,11 +368,15 @@ fn kernel_source(t: &CoopTile, d: CoopDialect) -> String {
             s.push_str(&format!("    var c{i}_{j} = {};\n", d.zero()));
         }
     }
-    match t.stages {
-        1 => main_loop_single(&mut s, t),
-        _ => main_loop_double(&mut s, t),
+    let global = probe != GemmProbe::NoGlobalLoads;
+    match (probe, t.stages) {
+        (GemmProbe::MmaOnly, _) => mma_only_loop(&mut s, t, d),
+        (_, 1) => main_loop_single(&mut s, t, global),
+        _ => main_loop_double(&mut s, t, global),
     }
-    multiply_block(&mut s, t, d);
+    if probe != GemmProbe::MmaOnly {
+        multiply_block(&mut s, t, d, probe != GemmProbe::MemoryOnly);
+    }
     s.push_str("    }\n");
     epilogue_rounds(&mut s, t, d);
     s.push_str("}\n");
@@ -376,14 +422,16 @@ fn stores(t: &CoopTile, stage: &str, pad: &str) -> String {
 /// One staging buffer: barrier, stage the registers, barrier, read the
 /// next block into registers, multiply (left open for
 /// [`multiply_block`]). `cur` names the buffer multiplied.
-fn main_loop_single(s: &mut String, t: &CoopTile) {
+fn main_loop_single(s: &mut String, t: &CoopTile, global: bool) {
     s.push_str(&reads(t, "0u", true, "    "));
     s.push_str("    for (var k0 = 0u; k0 < p.k; k0 += KT) {\n        workgroupBarrier();\n");
     s.push_str(&stores(t, "0u", "        "));
     s.push_str("        workgroupBarrier();\n        let cur = 0u;\n        let next = k0 + KT;\n");
-    s.push_str("        if (next < p.k) {\n");
-    s.push_str(&reads(t, "next", false, "            "));
-    s.push_str("        }\n");
+    if global {
+        s.push_str("        if (next < p.k) {\n");
+        s.push_str(&reads(t, "next", false, "            "));
+        s.push_str("        }\n");
+    }
 }
 
 /// Two staging buffers: block 0 is staged before the loop; each iteration
@@ -391,45 +439,66 @@ fn main_loop_single(s: &mut String, t: &CoopTile) {
 /// ([`multiply_block`]) and then stages the registers into the other
 /// buffer, with one barrier at the end. A buffer is written only after
 /// the barrier that ends the iteration which last read it.
-fn main_loop_double(s: &mut String, t: &CoopTile) {
+fn main_loop_double(s: &mut String, t: &CoopTile, global: bool) {
     s.push_str(&reads(t, "0u", true, "    "));
     s.push_str(&stores(t, "0u", "    "));
     s.push_str("    workgroupBarrier();\n");
     s.push_str("    for (var k0 = 0u; k0 < p.k; k0 += KT) {\n");
     s.push_str("        let cur = (k0 / KT) % 2u;\n        let next = k0 + KT;\n");
-    s.push_str("        if (next < p.k) {\n");
-    s.push_str(&reads(t, "next", false, "            "));
-    s.push_str("        }\n");
+    if global {
+        s.push_str("        if (next < p.k) {\n");
+        s.push_str(&reads(t, "next", false, "            "));
+        s.push_str("        }\n");
+    }
 }
 
-/// The multiply of staging buffer `cur` (closes the double-buffered
-/// iteration with its stores and barrier).
-fn multiply_block(s: &mut String, t: &CoopTile, d: CoopDialect) {
-    s.push_str("        for (var kk = 0u; kk < KT; kk += 16u) {\n");
+/// [`GemmProbe::MmaOnly`]: stage block 0, load its first operand tiles
+/// once, then only multiply-add, as many times as the full kernel does
+/// (k / 16 steps).
+fn mma_only_loop(s: &mut String, t: &CoopTile, d: CoopDialect) {
+    s.push_str(&reads(t, "0u", true, "    "));
+    s.push_str(&stores(t, "0u", "    "));
+    s.push_str("    workgroupBarrier();\n    let cur = 0u;\n    let kk = 0u;\n");
+    operand_loads(s, t, d, "    ");
+    s.push_str("    for (var k0 = 0u; k0 < p.k; k0 += 16u) {\n");
+    multiply_adds(s, t, d, "        ");
+}
+
+/// The `tm` A and `tn` B tile loads of k step `kk` of buffer `cur`.
+fn operand_loads(s: &mut String, t: &CoopTile, d: CoopDialect, pad: &str) {
     for i in 0..t.tm {
         let at = format!("cur * BM * LDS + (sm + {}u) * LDS + kk", 16 * i);
-        s.push_str(&format!(
-            "            let x{i} = {};\n",
-            d.load(Role::A, true, "sa", &at, "LDS")
-        ));
+        let load = d.load(Role::A, true, "sa", &at, "LDS");
+        s.push_str(&format!("{pad}let x{i} = {load};\n"));
     }
     for j in 0..t.tn {
         let at = format!("cur * BN * LDS + (sn + {}u) * LDS + kk", 16 * j);
-        s.push_str(&format!(
-            "            let y{j} = {};\n",
-            d.load(Role::B, false, "sb", &at, "LDS")
-        ));
+        let load = d.load(Role::B, false, "sb", &at, "LDS");
+        s.push_str(&format!("{pad}let y{j} = {load};\n"));
     }
+}
+
+/// The `tm x tn` multiply-adds of one k step.
+fn multiply_adds(s: &mut String, t: &CoopTile, d: CoopDialect, pad: &str) {
     for i in 0..t.tm {
         for j in 0..t.tn {
             let c = format!("c{i}_{j}");
-            s.push_str(&format!(
-                "            {c} = {};\n",
-                d.mma(&format!("x{i}"), &format!("y{j}"), &c)
-            ));
+            let mma = d.mma(&format!("x{i}"), &format!("y{j}"), &c);
+            s.push_str(&format!("{pad}{c} = {mma};\n"));
         }
     }
-    s.push_str("        }\n");
+}
+
+/// The multiply of staging buffer `cur` (`multiply` false: the k steps
+/// without tile loads or multiply-adds, [`GemmProbe::MemoryOnly`]); closes
+/// the double-buffered iteration with its stores and barrier.
+fn multiply_block(s: &mut String, t: &CoopTile, d: CoopDialect, multiply: bool) {
+    if multiply {
+        s.push_str("        for (var kk = 0u; kk < KT; kk += 16u) {\n");
+        operand_loads(s, t, d, "            ");
+        multiply_adds(s, t, d, "            ");
+        s.push_str("        }\n");
+    }
     if t.stages > 1 {
         s.push_str("        if (next < p.k) {\n");
         s.push_str(&stores(t, "1u - cur", "            "));
@@ -482,12 +551,33 @@ mod tests {
     use super::*;
 
     /// A tile's kernel exactly as the device would compile it.
-    fn source(tile: &CoopTile) -> alloc::string::String {
-        shader_source(
-            &tile.source(CoopDialect::Hardware),
-            Precision::F16,
-            &tile.consts(),
-        )
+    fn source(tile: &CoopTile, dialect: CoopDialect, probe: GemmProbe) -> alloc::string::String {
+        shader_source(&tile.source(dialect, probe), Precision::F16, &tile.consts())
+    }
+
+    /// Runs everywhere: every tile's diagnostic probes validate and lower
+    /// to SPIR-V, and the emulated form of every tile and probe validates
+    /// without the cooperative-matrix capability (it needs none), including
+    /// the tiles too big to run emulated on lavapipe.
+    #[test]
+    fn every_probe_and_emulated_kernel_validates() {
+        for tile in COOP_TILES {
+            for probe in GemmProbe::ALL {
+                let what = alloc::format!("{} {}", tile.name, probe.name());
+                let hw = compile_coop(&source(&tile, CoopDialect::Hardware, probe), &what);
+                assert!(
+                    hw.needs_coop,
+                    "{what}: hardware form without the capability"
+                );
+                assert_eq!(hw.shared, tile.shared_bytes(), "{what}");
+                let emu = compile_coop(&source(&tile, CoopDialect::Emulated, probe), &what);
+                assert!(
+                    !emu.needs_coop,
+                    "{what}: emulated form needs the capability"
+                );
+                assert_eq!(emu.shared, tile.shared_bytes(), "{what}");
+            }
+        }
     }
 
     /// Runs everywhere (no adapter needed), for every tile: the WGSL
@@ -512,7 +602,10 @@ mod tests {
                 tile.name
             );
             assert!(tile.shared_bytes() <= 48 * 1024, "{}: shared", tile.name);
-            let compiled = compile_coop(&source(&tile), tile.name);
+            let compiled = compile_coop(
+                &source(&tile, CoopDialect::Hardware, GemmProbe::Full),
+                tile.name,
+            );
             assert!(
                 compiled.needs_coop,
                 "{}: validates without the capability",
