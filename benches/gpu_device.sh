@@ -15,7 +15,10 @@
 #                                        # SWEEP_ATTENTION (default "gemm"; "fused gemm"
 #                                        # for both), one line each, and with
 #                                        # SWEEP_PROFILE=1 each shape's per-kernel profile
-#                                        # (SWEEP_TILES="a b": only those shapes)
+#                                        # (SWEEP_TILES="a b": only those shapes;
+#                                        # SWEEP_BATCHED="c d": also each attention-
+#                                        # product shape with the default linear one,
+#                                        # FISAO_GPU_BATCHED_TILE)
 # The wgpu JSON line's "gemm" names the GEMM kernel that ran ("coop-16x16x16-f16-f32"
 # where the adapter has cooperative matrices, else "tiled-f32").
 # The wgpu JSON line has "per_call": submissions, dispatches, buffers, bind groups,
@@ -59,6 +62,10 @@ if [ "${SWEEP:-0}" = 1 ]; then
       echo "profile $tile gemm attention:" >&2
       FISAO_GPU_PROFILE=1 FISAO_GPU_COOP_TILE=$tile FISAO_GPU_ATTENTION=gemm timeout 120 "$BIN" "$DIR" "$BATCH" 1 ${PRECISION:-} >/dev/null || echo "profile failed: $?" >&2
     fi
+  done
+  for batched in ${SWEEP_BATCHED:-}; do
+    line=$(FISAO_GPU_BATCHED_TILE=$batched FISAO_GPU_ATTENTION=gemm timeout 120 "$BIN" "$DIR" "$BATCH" "$REPEATS" ${PRECISION:-} | tail -1) || line="failed: $?"
+    echo "sweep default batched $batched: $line"
   done
 fi
 rs=$(timeout 300 "$BIN" "$DIR" "$BATCH" "$REPEATS" ${PRECISION:-} | tail -1)

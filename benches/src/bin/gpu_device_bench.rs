@@ -17,7 +17,8 @@
 //! cooperative matrices; `tiled-f32`: the portable kernel);
 //! `FISAO_GPU_COOP=0` forces the portable one for A/B runs,
 //! `FISAO_GPU_COOP_TILE=<name>` picks the cooperative GEMM's block shape
-//! (`reward_core::gpu::COOP_TILES`), and `FISAO_GPU_ATTENTION=fused|gemm|flash`
+//! (`reward_core::gpu::COOP_TILES`), `FISAO_GPU_BATCHED_TILE=<name>` the attention
+//! products' one, and `FISAO_GPU_ATTENTION=fused|gemm|flash`
 //! the image tower's attention (default `auto`: GEMMs on tensor cores).
 
 use std::path::PathBuf;
@@ -85,16 +86,14 @@ fn main() -> Result<(), String> {
             ));
         }
     };
-    let coop_tile = match std::env::var("FISAO_GPU_COOP_TILE") {
-        Ok(name) => Some(CoopTile::named(&name).map_err(|e| e.to_string())?),
-        Err(_) => None,
-    };
+    let coop_tile = tile_from_env("FISAO_GPU_COOP_TILE")?;
     let options = GpuOptions {
         precision,
         profile,
         cooperative_matrix: coop,
         attention,
         coop_tile,
+        coop_batched_tile: tile_from_env("FISAO_GPU_BATCHED_TILE")?,
         ..GpuOptions::default()
     };
     let ctx = GpuContext::new(&options).map_err(|e| format!("{e} (try --backend cpu)"))?;
@@ -150,13 +149,9 @@ fn main() -> Result<(), String> {
 /// cooperative kernels emulated where the adapter has none (a smoke test
 /// on lavapipe; use few rows).
 fn probe(launches: usize, m: usize) -> Result<(), String> {
-    let coop_tile = match std::env::var("FISAO_GPU_COOP_TILE") {
-        Ok(name) => Some(CoopTile::named(&name).map_err(|e| e.to_string())?),
-        Err(_) => None,
-    };
     let options = GpuOptions {
         precision: Some(Precision::F16),
-        coop_tile,
+        coop_tile: tile_from_env("FISAO_GPU_COOP_TILE")?,
         emulate_cooperative_matrix: std::env::var_os("FISAO_GPU_EMULATE_COOP")
             .is_some_and(|v| v == "1"),
         ..GpuOptions::default()
@@ -185,6 +180,16 @@ fn probe(launches: usize, m: usize) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The cooperative GEMM block shape named by environment variable `var`.
+fn tile_from_env(var: &str) -> Result<Option<CoopTile>, String> {
+    match std::env::var(var) {
+        Ok(name) if !name.is_empty() => CoopTile::named(&name)
+            .map(Some)
+            .map_err(|e| format!("{var}: {e}")),
+        _ => Ok(None),
+    }
 }
 
 fn per_call(a: GpuStats, b: GpuStats, calls: u64) -> String {

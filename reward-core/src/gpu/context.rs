@@ -66,8 +66,12 @@ pub struct GpuOptions {
     pub attention: AttentionKernel,
     /// Block shape of the cooperative GEMM of the linear layers (`None`:
     /// the first of [`crate::gpu::COOP_TILES`]); for tuning runs. The
-    /// attention products always use [`crate::gpu::BATCHED_TILE`].
+    /// attention products use [`Self::coop_batched_tile`].
     pub coop_tile: Option<CoopTile>,
+    /// Block shape of the attention products' cooperative GEMM (`None`:
+    /// [`crate::gpu::BATCHED_TILE`]); its k step must be 16 or 32 (the
+    /// products pad k to 32). For tuning runs.
+    pub coop_batched_tile: Option<CoopTile>,
     /// For tests of the tensor-core kernels on devices without tensor
     /// cores (lavapipe in CI): where the adapter has no cooperative
     /// matrices but f16, run the cooperative kernels anyway with their
@@ -112,6 +116,7 @@ impl Default for GpuOptions {
             cooperative_matrix: true,
             attention: AttentionKernel::Auto,
             coop_tile: None,
+            coop_batched_tile: None,
             emulate_cooperative_matrix: false,
         }
     }
@@ -188,6 +193,7 @@ pub struct GpuContext {
     profile: bool,
     attention: AttentionKernel,
     coop_tile: CoopTile,
+    batched_tile: CoopTile,
     /// The cooperative-matrix configuration the GEMMs use, if any.
     coop: Option<wgpu::CooperativeMatrixProperties>,
     /// Whether the cooperative kernels are emulated in plain WGSL
@@ -251,8 +257,16 @@ impl GpuContext {
         let mut limits = wgpu::Limits::default();
         let mut experimental = wgpu::ExperimentalFeatures::disabled();
         let coop_tile = options.coop_tile.unwrap_or(COOP_TILES[0]);
+        let batched_tile = options.coop_batched_tile.unwrap_or(BATCHED_TILE);
+        if 32 % batched_tile.kt != 0 {
+            return Err(GpuError::Input(format!(
+                "coop_batched_tile {}: the attention products pad k to 32, so its k step \
+                 must be 16 or 32 (it is {})",
+                batched_tile.name, batched_tile.kt
+            )));
+        }
         let mut coop = match options.cooperative_matrix && precision == Precision::F16 {
-            true => coop_config(&adapter, &coop_tile),
+            true => coop_config(&adapter, &coop_tile, &batched_tile),
             false => None,
         };
         let coop_emulated = coop.is_none()
@@ -261,7 +275,7 @@ impl GpuContext {
             && precision == Precision::F16;
         if coop_emulated {
             let available = adapter.limits().max_compute_workgroup_storage_size;
-            let needed = coop_tile.shared_bytes().max(BATCHED_TILE.shared_bytes());
+            let needed = coop_tile.shared_bytes().max(batched_tile.shared_bytes());
             if needed > available {
                 return Err(GpuError::RequestDevice(format!(
                     "emulated cooperative GEMM {}: needs {needed} bytes of workgroup memory, \
@@ -271,13 +285,14 @@ impl GpuContext {
             }
             // The flash kernel runs only if it fits too (`shared_limit`).
             limits.max_compute_workgroup_storage_size =
-                coop_shared_bytes(&coop_tile).min(available);
+                coop_shared_bytes(&coop_tile, &batched_tile).min(available);
             coop = Some(EMULATED_COOP);
         } else if coop.is_some() {
             // Only the tensor-core path asks for more than the WebGPU
             // defaults; every other device opens exactly as before.
             features |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SUBGROUP;
-            limits.max_compute_workgroup_storage_size = coop_shared_bytes(&coop_tile);
+            limits.max_compute_workgroup_storage_size =
+                coop_shared_bytes(&coop_tile, &batched_tile);
             // SAFETY: wgpu marks cooperative matrices experimental (its
             // implementation may still have bugs). The one kernel using
             // them keeps every load and store inside its workgroup arrays
@@ -308,6 +323,7 @@ impl GpuContext {
             profile: options.profile,
             attention: options.attention,
             coop_tile,
+            batched_tile,
             coop,
             coop_emulated,
             shared_limit,
@@ -361,17 +377,22 @@ impl GpuContext {
     }
 
     /// Which GEMM kernel the tower's matmuls use on this device:
-    /// `"coop-16x16x16-f16-f32 <tile>"` (tensor cores, for GEMMs whose k is a
-    /// multiple of 32), `"tiled-f32"` (the portable kernel), or
+    /// `"coop-16x16x16-f16-f32 <tile> (attention products <tile>)"` (tensor
+    /// cores, for GEMMs whose k is a multiple of the tile's k step; `coop-emulated-...`
+    /// under [`GpuOptions::emulate_cooperative_matrix`]), `"tiled-f32"` (the portable kernel), or
     /// `"tiled-f32 (coop failed: <why>)"` when the device offered
     /// cooperative matrices but their kernel did not compile.
     pub fn gemm_kernel(&self) -> String {
         let failed = self.coop_failed.lock().ok().and_then(|f| f.clone());
         match (self.coop, failed) {
-            (Some(_), None) if self.coop_emulated => {
-                format!("coop-emulated-16x16x16-f16-f32 {}", self.coop_tile.name)
+            (Some(_), None) => {
+                let kind = match self.coop_emulated {
+                    true => "coop-emulated",
+                    false => "coop",
+                };
+                let (tile, batched) = (self.coop_tile.name, self.batched_tile.name);
+                format!("{kind}-16x16x16-f16-f32 {tile} (attention products {batched})")
             }
-            (Some(_), None) => format!("coop-16x16x16-f16-f32 {}", self.coop_tile.name),
             (Some(_), Some(why)) => format!("tiled-f32 (coop failed: {why})"),
             (None, _) => "tiled-f32".into(),
         }
@@ -380,6 +401,11 @@ impl GpuContext {
     /// The cooperative GEMM's block shape (used only where [`Self::coop`]).
     pub(crate) fn coop_tile(&self) -> CoopTile {
         self.coop_tile
+    }
+
+    /// The attention products' block shape (used only where [`Self::coop`]).
+    pub(crate) fn batched_tile(&self) -> CoopTile {
+        self.batched_tile
     }
 
     /// Which attention the image tower runs on this context (for head dims
@@ -1016,11 +1042,9 @@ const EMULATED_COOP: wgpu::CooperativeMatrixProperties = wgpu::CooperativeMatrix
 
 /// Workgroup memory the cooperative kernels need: the GEMM tiles and the
 /// flash attention of CLIP's head dim (64, the largest it supports).
-fn coop_shared_bytes(tile: &CoopTile) -> u32 {
+fn coop_shared_bytes(tile: &CoopTile, batched: &CoopTile) -> u32 {
     let flash = super::kernels::attention_flash::shared_bytes(super::kernels::attention_flash::BK);
-    tile.shared_bytes()
-        .max(BATCHED_TILE.shared_bytes())
-        .max(flash)
+    tile.shared_bytes().max(batched.shared_bytes()).max(flash)
 }
 
 /// The configuration the cooperative GEMM needs, if `adapter` has it:
@@ -1030,6 +1054,7 @@ fn coop_shared_bytes(tile: &CoopTile) -> u32 {
 fn coop_config(
     adapter: &wgpu::Adapter,
     tile: &CoopTile,
+    batched: &CoopTile,
 ) -> Option<wgpu::CooperativeMatrixProperties> {
     let needed = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
         | wgpu::Features::SUBGROUP
@@ -1038,7 +1063,7 @@ fn coop_config(
     let fits = adapter.features().contains(needed)
         && info.subgroup_min_size == 32
         && info.subgroup_max_size == 32
-        && adapter.limits().max_compute_workgroup_storage_size >= coop_shared_bytes(tile);
+        && adapter.limits().max_compute_workgroup_storage_size >= coop_shared_bytes(tile, batched);
     if !fits {
         return None;
     }

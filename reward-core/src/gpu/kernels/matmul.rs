@@ -21,7 +21,8 @@ const KT: u32 = 16;
 /// The tiled kernel with the shared activation functions and epilogue.
 const MATMUL_SOURCE: &str = concat!(
     include_str!("activation.wgsl"),
-    include_str!("gemm_epilogue.wgsl"),
+    include_str!("gemm_params.wgsl"),
+    include_str!("gemm_store.wgsl"),
     include_str!("matmul.wgsl")
 );
 

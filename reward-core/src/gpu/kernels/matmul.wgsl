@@ -8,7 +8,7 @@
 // dynamically indexed private array ends up in slow per-thread memory on
 // GPUs (and in gathers on llvmpipe), which made the first version of this
 // kernel ~100x slower than its arithmetic.
-// Params, start() and store(): gemm_epilogue.wgsl.
+// Params and start(): gemm_params.wgsl; store(): gemm_store.wgsl.
 @group(0) @binding(0) var<storage, read> a: array<T>;
 @group(0) @binding(1) var<storage, read> w: array<T>;
 @group(0) @binding(2) var<storage, read> bias: array<T>;

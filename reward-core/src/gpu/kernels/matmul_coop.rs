@@ -53,6 +53,9 @@ pub struct CoopTile {
     /// costs two workgroup barriers and 1 KiB of workgroup memory per
     /// subgroup and accumulator).
     pub epilogue: u32,
+    /// Write the output four columns at a time (8-byte loads and stores)
+    /// where the GEMM's output layout allows, else one at a time.
+    pub store4: bool,
 }
 
 impl CoopTile {
@@ -67,6 +70,7 @@ impl CoopTile {
             kt,
             stages: 1,
             epilogue: 1,
+            store4: false,
         }
     }
 
@@ -80,6 +84,15 @@ impl CoopTile {
             ..self
         }
     }
+
+    /// The same shape writing four columns at a time.
+    const fn wide(self, name: &'static str) -> Self {
+        Self {
+            name,
+            store4: true,
+            ..self
+        }
+    }
 }
 
 /// The block shapes, the default first. On a lent H200 (docs/perf.md,
@@ -87,10 +100,12 @@ impl CoopTile {
 /// fastest (fc1 ~96 TFLOP/s) and `64x64/32x32` the attention products
 /// (`n` = 64 or k = 64); the others are kept for A/B runs
 /// (`FISAO_GPU_COOP_TILE` in `gpu_device_bench`). The `-db` (double
-/// buffered), `-e2` (two accumulators per epilogue round) and `-k16`
-/// variants were added in session 6 without a GPU: correct on the
-/// emulated path (lavapipe), not yet timed.
-pub const COOP_TILES: [CoopTile; 12] = [
+/// buffered), `-e2` (two accumulators per epilogue round), `-v4` (output
+/// written four columns at a time) and `-k16` variants were added in
+/// session 6 without a GPU: correct on the emulated path (lavapipe), not
+/// yet timed. `GpuOptions::coop_batched_tile` picks the attention
+/// products' shape among those with a k step of 16 or 32.
+pub const COOP_TILES: [CoopTile; 15] = [
     CoopTile::new("128x128/64x64", 128, 128, 4, 4, 32),
     CoopTile::new("128x128/32x64", 128, 128, 2, 4, 32),
     CoopTile::new("128x256/64x64", 128, 256, 4, 4, 32),
@@ -103,6 +118,11 @@ pub const COOP_TILES: [CoopTile; 12] = [
     CoopTile::new("128x128/64x64", 128, 128, 4, 4, 16).variant("128x128/64x64-k16-db", 2, 1),
     CoopTile::new("128x128/32x64", 128, 128, 2, 4, 32).variant("128x128/32x64-db", 2, 1),
     CoopTile::new("64x64/32x32", 64, 64, 2, 2, 32).variant("64x64/32x32-db-e2", 2, 2),
+    CoopTile::new("128x128/64x64", 128, 128, 4, 4, 32).wide("128x128/64x64-v4"),
+    CoopTile::new("64x64/32x32", 64, 64, 2, 2, 32).wide("64x64/32x32-v4"),
+    CoopTile::new("64x64/32x32", 64, 64, 2, 2, 32)
+        .variant("64x64/32x32-e2-v4", 1, 2)
+        .wide("64x64/32x32-e2-v4"),
 ];
 
 /// The block shape of batched GEMMs with a weight per batch (the attention
@@ -202,19 +222,39 @@ impl CoopTile {
         ]
     }
 
-    /// The kernel's WGSL body in `dialect` (the constants are prepended by
+    /// The kernel's WGSL body in `form` (the constants are prepended by
     /// the context).
-    pub(crate) fn source(&self, dialect: CoopDialect, probe: GemmProbe) -> String {
-        kernel_source(self, dialect, probe)
+    pub(crate) fn source(&self, form: Form) -> String {
+        kernel_source(self, form)
     }
 }
 
+/// How one tile's kernel is generated besides its shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Form {
+    /// Hardware or emulated cooperative matrices.
+    pub dialect: CoopDialect,
+    /// The whole kernel or a diagnostic part of it.
+    pub probe: GemmProbe,
+    /// The four-column epilogue ([`CoopTile::store4`] and an output
+    /// layout that allows it).
+    pub store4: bool,
+}
+
+/// Whether `g`'s output can be written four columns at a time: n, the
+/// row stride, the base and the batch steps are multiples of 4.
+fn output_in_quads(g: &Gemm) -> bool {
+    let o = g.layout().o;
+    (g.n | o.base | o.ld | o.outer | o.step) % 4 == 0
+}
+
 /// The block shape `g` runs on: the attention products (a `w` per batch)
-/// on [`BATCHED_TILE`], everything else on the context's tile.
+/// on the context's batched tile ([`BATCHED_TILE`] by default), everything
+/// else on its linear-layer tile.
 fn tile_for(ctx: &GpuContext, g: &Gemm) -> CoopTile {
     match g.batched_w() {
         false => ctx.coop_tile(),
-        true => BATCHED_TILE,
+        true => ctx.batched_tile(),
     }
 }
 
@@ -250,16 +290,20 @@ pub(super) async fn matmul_coop(
     out: &wgpu::Buffer,
 ) -> Result<Option<Dispatch>, GpuError> {
     let tile = tile_for(ctx, g);
+    let form = Form {
+        dialect: ctx.coop_dialect(),
+        probe: g.probe,
+        store4: tile.store4 && output_in_quads(g),
+    };
+    // The form is part of the pipeline's cache key.
     let mut consts = alloc::vec::Vec::from(tile.consts());
-    if g.probe != GemmProbe::Full {
-        consts.push(("PROBE", g.probe as u32));
-    }
-    let dialect = ctx.coop_dialect();
-    let name = match dialect {
+    consts.push(("PROBE", g.probe as u32));
+    consts.push(("STORE4", u32::from(form.store4)));
+    let name = match form.dialect {
         CoopDialect::Hardware => "matmul_coop",
         CoopDialect::Emulated => "matmul_coop_emulated",
     };
-    let generated = ctx.pipeline_generated(name, &consts, || tile.source(dialect, g.probe));
+    let generated = ctx.pipeline_generated(name, &consts, || tile.source(form));
     let pipeline = match generated.await {
         Ok(p) => p,
         Err(e @ GpuError::DeviceLost(_)) => return Err(e),
@@ -282,11 +326,10 @@ pub(super) async fn matmul_coop(
 }
 
 /// The fixed part of the kernel: bindings, workgroup tiles and helpers.
-const PRELUDE: &str = r#"// Params, start() and store(): gemm_epilogue.wgsl.
+const PRELUDE: &str = r#"// Params and start(): gemm_params.wgsl; `out` and epilogue(): SCALAR_STORE or STORE4.
 @group(0) @binding(0) var<storage, read> a: array<vec4<f16>>;
 @group(0) @binding(1) var<storage, read> w: array<vec4<f16>>;
 @group(0) @binding(2) var<storage, read> bias: array<T>;
-@group(0) @binding(3) var<storage, read_write> out: array<T>;
 @group(0) @binding(4) var<uniform> p: Params;
 
 // Padded row stride of the staged tiles, in halves.
@@ -331,6 +374,13 @@ fn stage_b(i: u32, v: vec4<f16>, stage: u32) {
     sb[at + 3u] = v.w;
 }
 
+"#;
+
+/// The output and epilogue, one element per store (gemm_store.wgsl's
+/// `store`, shared with the tiled kernel).
+const SCALAR_STORE: &str = r#"
+@group(0) @binding(3) var<storage, read_write> out: array<T>;
+
 // The epilogue of the accumulators just stored in the subgroup's tiles
 // (`count` of them, at (r0[i], c0[i])): alpha, bias, activation and
 // residual in f32 (store()), each value rounded to T once.
@@ -344,13 +394,64 @@ fn epilogue(sg: u32, lane: u32, count: u32, r0: array<u32, EPI>, c0: array<u32, 
 }
 "#;
 
+/// The output and epilogue four columns at a time (`CoopTile::store4`):
+/// one 8-byte load and store per quad instead of four 2-byte ones. Only
+/// where n, the output's row stride, offsets and batch steps are
+/// multiples of 4 (checked on the host), so that a quad is all inside
+/// `n` or all outside.
+const STORE4: &str = r#"
+@group(0) @binding(3) var<storage, read_write> out: array<vec4<f16>>;
+
+// out[r, c .. c + 4] (+)= act(alpha * v + bias[c ..]) in f32, rounded to
+// f16 once, as gemm_store.wgsl's store() does for one element.
+fn store4(r: u32, c: u32, v: vec4<f32>, obase: u32) {
+    if (r < p.m && c < p.n) {
+        var x = p.alpha * v;
+        if ((p.flags & 1u) != 0u) {
+            x += vec4<f32>(f32(bias[c]), f32(bias[c + 1u]), f32(bias[c + 2u]), f32(bias[c + 3u]));
+        }
+        let act = (p.flags >> 2u) & 3u;
+        if (act != 0u) {
+            let k = act - 1u;
+            x = vec4<f32>(activate(x.x, k), activate(x.y, k), activate(x.z, k), activate(x.w, k));
+        }
+        let o = (obase + r * p.lo.y + c) / 4u;
+        if ((p.flags & 2u) != 0u) {
+            x += vec4<f32>(out[o]);
+        }
+        out[o] = vec4<f16>(x);
+    }
+}
+
+// As SCALAR_STORE's epilogue, a quad of one row per lane and step.
+fn epilogue(sg: u32, lane: u32, count: u32, r0: array<u32, EPI>, c0: array<u32, EPI>, obase: u32) {
+    var rs = r0;
+    var cs = c0;
+    for (var q = lane; q < count * 64u; q += 32u) {
+        let i = q / 64u;
+        let e = (q % 64u) * 4u;
+        let at = (sg * EPI + i) * 256u + e;
+        let v = vec4<f32>(sc[at], sc[at + 1u], sc[at + 2u], sc[at + 3u]);
+        store4(rs[i] + e / 16u, cs[i] + e % 16u, v, obase);
+    }
+}
+"#;
+
 /// The whole kernel for `t` in `dialect`: [`PRELUDE`] plus a main
 /// function with the tile's accumulators and loads written out.
-fn kernel_source(t: &CoopTile, d: CoopDialect, probe: GemmProbe) -> String {
+fn kernel_source(t: &CoopTile, form: Form) -> String {
+    let (d, probe) = (form.dialect, form.probe);
     let mut s = String::from(d.header());
     s.push_str(include_str!("activation.wgsl"));
-    s.push_str(include_str!("gemm_epilogue.wgsl"));
+    s.push_str(include_str!("gemm_params.wgsl"));
     s.push_str(PRELUDE);
+    match form.store4 {
+        true => s.push_str(STORE4),
+        false => {
+            s.push_str(include_str!("gemm_store.wgsl"));
+            s.push_str(SCALAR_STORE);
+        }
+    }
     s.push_str(&d.helpers(&["sa", "sb"], &["sc"]));
     s.push_str(d.main());
     let sub_m = t.bm / (16 * t.tm);
@@ -552,7 +653,12 @@ mod tests {
 
     /// A tile's kernel exactly as the device would compile it.
     fn source(tile: &CoopTile, dialect: CoopDialect, probe: GemmProbe) -> alloc::string::String {
-        shader_source(&tile.source(dialect, probe), Precision::F16, &tile.consts())
+        let form = Form {
+            dialect,
+            probe,
+            store4: tile.store4,
+        };
+        shader_source(&tile.source(form), Precision::F16, &tile.consts())
     }
 
     /// Runs everywhere: every tile's diagnostic probes validate and lower
@@ -647,6 +753,25 @@ mod tests {
     }
 
     #[test]
+    fn a_batched_tile_with_a_k_step_of_64_is_refused() {
+        if context(Precision::F32).is_none() {
+            return;
+        }
+        let options = crate::gpu::GpuOptions {
+            coop_batched_tile: Some(CoopTile::named("128x128/64x64-k64").unwrap()),
+            ..crate::gpu::GpuOptions::default()
+        };
+        let e = crate::gpu::GpuContext::new(&options)
+            .err()
+            .expect("refused");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("128x128/64x64-k64") && msg.contains("16 or 32"),
+            "{msg}"
+        );
+    }
+
+    #[test]
     fn tiles_are_named_and_unknown_names_are_errors() {
         assert_eq!(CoopTile::named("128x256/64x64").unwrap().bn, 256);
         let e = CoopTile::named("huge").unwrap_err().to_string();
@@ -718,8 +843,15 @@ mod tests {
         residual.accumulate = true;
         let mut fc1 = Gemm::new(150, 140, 64);
         fc1.act = Some(crate::clip::Activation::QuickGelu);
+        // n a multiple of 4: the four-column epilogue of `-v4` tiles, with
+        // every part of it at once.
+        let mut quads = Gemm::new(96, 132, 64);
+        quads.alpha = 0.5;
+        quads.accumulate = true;
+        quads.act = Some(crate::clip::Activation::Gelu);
         for (g, bias) in [
             (fc1, true),
+            (quads, true),
             (Gemm::new(1, 1, 32), true),
             (Gemm::new(130, 70, 96), false),
             (Gemm::new(257, 300, 128), true),
@@ -756,6 +888,7 @@ mod tests {
             let options = GpuOptions {
                 precision: Some(Precision::F16),
                 coop_tile: Some(tile),
+                coop_batched_tile: (32 % tile.kt == 0).then_some(tile),
                 emulate_cooperative_matrix: true,
                 ..GpuOptions::default()
             };
@@ -806,6 +939,7 @@ mod tests {
             let options = GpuOptions {
                 precision: Some(Precision::F16),
                 coop_tile: Some(tile),
+                coop_batched_tile: (32 % tile.kt == 0).then_some(tile),
                 ..GpuOptions::default()
             };
             let ctx = crate::gpu::GpuContext::new(&options).expect("context");
