@@ -1043,7 +1043,8 @@ const EMULATED_COOP: wgpu::CooperativeMatrixProperties = wgpu::CooperativeMatrix
 /// Workgroup memory the cooperative kernels need: the GEMM tiles and the
 /// flash attention of CLIP's head dim (64, the largest it supports).
 fn coop_shared_bytes(tile: &CoopTile, batched: &CoopTile) -> u32 {
-    let flash = super::kernels::attention_flash::shared_bytes(super::kernels::attention_flash::BK);
+    use super::kernels::attention_flash::{BK, BQ, shared_bytes};
+    let flash = shared_bytes(BK, BQ);
     tile.shared_bytes().max(batched.shared_bytes()).max(flash)
 }
 

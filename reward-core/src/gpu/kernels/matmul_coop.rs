@@ -11,15 +11,24 @@
 //! arrays of cooperative matrices, so each subgroup's accumulators,
 //! operand tiles and register-staged loads are written out one by one.
 //! A workgroup of `32 x subgroups` invocations computes a `bm x bn` block
-//! of `out`; k advances `kt` (32 or 64) at a time: every invocation reads its share
-//! of both operands' k block from global memory into registers (vec4 of
-//! f16), stores it to workgroup memory (`[row][k]`, rows padded to
-//! `kt + 8` halves so every 16 x 16 load stays 16-byte aligned), and each
-//! subgroup multiplies its `16 tm x 16 tn` sub-block out of it while the
-//! next k block is read. Rows past m and columns past n are read as zeros
-//! and never stored; k must be a multiple of `kt`. The epilogue goes
-//! through a 16 x 16 f32 staging tile per subgroup, so alpha, the bias and
-//! the residual are applied in f32 and each value is rounded to f16 once.
+//! of `out`; k advances `kt` (16, 32 or 64) at a time: every invocation
+//! reads its share of both operands' k block from global memory into
+//! registers (vec4 of f16), stores it to workgroup memory (`[row][k]`, rows
+//! padded to `kt + 8` halves so every 16 x 16 load stays 16-byte aligned),
+//! and each subgroup multiplies its `16 tm x 16 tn` sub-block out of it
+//! while the next k block is read (one staging buffer and two barriers per
+//! k block, or two buffers and one barrier: `CoopTile::stages`). Rows past
+//! m and columns past n are read as zeros and never stored; k must be a
+//! multiple of `kt`. The epilogue goes through 16 x 16 f32 staging tiles
+//! per subgroup (`CoopTile::epilogue` per barrier pair), so alpha, the
+//! bias, the activation and the residual are applied in f32 and each value
+//! is rounded to f16 once, one column or four at a time
+//! (`CoopTile::store4`).
+//!
+//! The matrix operations are spelled through `coop_dialect.rs`: real
+//! cooperative matrices, or the same kernel with them emulated in plain
+//! WGSL (tests on any adapter). [`GemmProbe`] generates diagnostic forms
+//! with parts of the main loop left out.
 
 use alloc::format;
 use alloc::string::{String, ToString};
