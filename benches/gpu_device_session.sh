@@ -2,7 +2,7 @@
 # One device call for the wgpu path, as a session with a lent GPU should run it
 # (docs/perf.md "wgpu", docs/gpu.md "Device lifetime"):
 #   1. the GPU unit tests three ways (parallel as CI runs them, one thread, and the
-#      destroyed-device test alone), each under a watchdog that, on a hang, records
+#      destroyed-device test alone) and the out-of-memory test (ignored in CI), each under a watchdog that, on a hang, records
 #      every thread's name and kernel wait channel (and gdb backtraces if gdb is
 #      there) before killing it: the session-5 hang left nothing to read;
 #   2. GEMM probes (gpu_device_bench --probe: which part of the tensor-core GEMM bounds it);
@@ -73,6 +73,8 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null || 
 watch parallel 120 .devbin/reward_core_tests gpu:: --nocapture
 watch serial 180 .devbin/reward_core_tests gpu:: --nocapture --test-threads=1
 watch destroyed 60 .devbin/reward_core_tests a_lost_device_is_an_error_and_stays_one --nocapture
+watch oom 120 .devbin/reward_core_tests exhausting_device_memory_is_an_error_not_a_hang --ignored --nocapture
+grep -h "after .* bytes" "$OUT/tests-oom.log" || true
 grep -hE "PASSED|SKIPPED" "$OUT"/tests-parallel.log | sort | uniq -c | head -40
 
 # Which part of the cooperative GEMM bounds the linear layers (GemmProbe): whole, no

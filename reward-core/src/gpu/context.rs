@@ -1269,6 +1269,46 @@ mod tests {
         );
     }
 
+    /// Filling the device's memory gives an error naming the buffer (the
+    /// out-of-memory error scope), not a hang or an abort, and the device
+    /// still runs a kernel once the memory is freed. Ignored in CI: it
+    /// allocates until the device refuses (lavapipe would take the host's
+    /// memory); `benches/gpu_device_session.sh` runs it on a lent GPU.
+    #[test]
+    #[ignore = "fills the device's memory: run on a lent GPU"]
+    fn exhausting_device_memory_is_an_error_not_a_hang() {
+        let Some(ctx) = fresh() else { return };
+        let gib = 1u64 << 30;
+        let size = ctx.limits().max_buffer_size.min(gib);
+        // 2 TiB: more than any single device has; a device that hands out
+        // that much spills to host memory, which this test reports.
+        let most = (2048 * gib / size) as usize;
+        let mut held = Vec::new();
+        let err = loop {
+            match pollster::block_on(ctx.storage("filler", size)) {
+                Ok(b) => held.push(b),
+                Err(e) => break e,
+            }
+            assert!(
+                held.len() < most,
+                "no error after {} x {size} bytes",
+                held.len()
+            );
+        };
+        let msg = err.to_string();
+        std::eprintln!("after {} x {size} bytes: {msg}", held.len());
+        assert!(msg.contains("filler"), "{msg}");
+        drop(held);
+        let x =
+            pollster::block_on(ctx.upload("x", &[1.0, -2.0])).expect("upload after the refusal");
+        let d = pollster::block_on(gelu(&ctx, Activation::QuickGelu, &x, 2)).expect("record");
+        let got = pollster::block_on(ctx.run(&[d], &x, 2)).expect("run after the refusal");
+        assert!(
+            (got[0] - 1.0 / (1.0 + (-1.702f32).exp())).abs() < 1e-3,
+            "{got:?}"
+        );
+    }
+
     /// The map channel as the bounded wait reads it: pending, sent, gone.
     #[test]
     fn the_map_channel_reports_pending_sent_and_gone() {
