@@ -529,8 +529,6 @@ impl GpuContext {
         // Internal: a driver that refuses the compiled shader (the
         // experimental cooperative-matrix kernel may meet one) is an error
         // of this call, not an uncaptured fault that poisons later runs.
-        let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let descriptor = wgpu::ShaderModuleDescriptor {
             label: Some(name),
             source: wgpu::ShaderSource::Wgsl(source.into()),
@@ -549,19 +547,20 @@ impl GpuContext {
         // from the params, and the bounds are sizes checked on the host to fit
         // u32 with room for one step (buffers are far below 2^32 elements),
         // so each terminates. All other runtime checks stay enabled.
-        let module = unsafe { self.device.create_shader_module_trusted(descriptor, checks) };
-        let pipeline = self
-            .device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(name),
-                layout: None,
-                module: &module,
-                entry_point: Some("main"),
-                compilation_options: Default::default(),
-                cache: None,
-            });
-        let validation = scope.pop().await;
-        if let Some(e) = internal.pop().await.or(validation) {
+        let compile = || {
+            let module = unsafe { self.device.create_shader_module_trusted(descriptor, checks) };
+            self.device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(name),
+                    layout: None,
+                    module: &module,
+                    entry_point: Some("main"),
+                    compilation_options: Default::default(),
+                    cache: None,
+                })
+        };
+        let (pipeline, error) = self.scoped(wgpu::ErrorFilter::Internal, compile).await;
+        if let Some(e) = error {
             return Err(GpuError::from_wgpu(e, &format!("compiling kernel {name}")));
         }
         self.count(|s| s.pipelines_compiled += 1);
@@ -571,6 +570,27 @@ impl GpuContext {
             .map_err(|_| poisoned())?
             .insert(key, pipeline.clone());
         Ok(pipeline)
+    }
+
+    /// Runs `f` (no awaits inside) in a validation error scope within an
+    /// `outer` one and returns what the scopes caught, the outer's first.
+    /// Both scopes are popped before anything is awaited: a browser keeps
+    /// one scope stack per device, so a second call made while this one
+    /// awaits (another request to the page's worker) would otherwise push
+    /// its scopes in between and this call's later pop would come out of
+    /// order, which wgpu's web backend turns into a panic.
+    async fn scoped<T>(
+        &self,
+        outer: wgpu::ErrorFilter,
+        f: impl FnOnce() -> T,
+    ) -> (T, Option<wgpu::Error>) {
+        let outer = self.device.push_error_scope(outer);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let value = f();
+        let validation = validation.pop();
+        let outer = outer.pop();
+        let validation = validation.await;
+        (value, outer.await.or(validation))
     }
 
     /// Checks that a storage buffer of `bytes` fits this device's limits.
@@ -612,18 +632,18 @@ impl GpuContext {
         bytes: u64,
         usage: wgpu::BufferUsages,
     ) -> Result<wgpu::Buffer, GpuError> {
-        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(what),
-            size: bytes,
-            usage,
-            mapped_at_creation: false,
-        });
+        let create = || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(what),
+                size: bytes,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        let (buffer, error) = self.scoped(wgpu::ErrorFilter::OutOfMemory, create).await;
         self.count(|s| s.buffers_created += 1);
-        let during = format!("allocating {what} ({bytes} bytes)");
-        let validation = validation.pop().await;
-        if let Some(e) = oom.pop().await.or(validation) {
+        if let Some(e) = error {
+            let during = format!("allocating {what} ({bytes} bytes)");
             return Err(self.settle(GpuError::from_wgpu(e, &during)));
         }
         Ok(buffer)
@@ -680,19 +700,16 @@ impl GpuContext {
             .next_multiple_of(4)
             .max(4);
         let staging = self.take_staging(bytes).await?;
-        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let copy = Some((result, &staging, bytes));
-        let submitted = if self.profile {
-            self.run_profiled(dispatches)
-                .and_then(|()| self.encode_and_submit(&[], copy))
-        } else {
-            self.encode_and_submit(dispatches, copy)
+        let submit = || match self.profile {
+            true => self
+                .run_profiled(dispatches)
+                .and_then(|()| self.encode_and_submit(&[], copy)),
+            false => self.encode_and_submit(dispatches, copy),
         };
-        let validation = validation.pop().await;
-        let oom = oom.pop().await;
+        let (submitted, error) = self.scoped(wgpu::ErrorFilter::OutOfMemory, submit).await;
         submitted.map_err(|e| self.settle(e))?;
-        if let Some(e) = validation.or(oom) {
+        if let Some(e) = error {
             return Err(self.settle(GpuError::from_wgpu(e, "running the kernels")));
         }
         let data = self.map(&staging, bytes).await?;

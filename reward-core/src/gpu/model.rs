@@ -8,12 +8,11 @@
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use std::sync::Mutex;
 
 use super::context::{Dispatch, GpuContext};
 use super::error::GpuError;
 use super::kernels::scoring::{ScoreBuffers, logits};
-use super::tower::{GpuText, GpuVision, Workspace};
+use super::tower::{GpuText, GpuVision, Workspace, WorkspaceSlot};
 use crate::clip::tokenizer::ClipTokenizer;
 use crate::clip::weights::{VarBuilder, WeightFiles};
 use crate::clip::{ClipConfig, Embeddings, TextEmbeddings, TokenizedText, byte_shards, model_hash};
@@ -32,9 +31,9 @@ pub struct GpuClipModel {
     vision: GpuVision,
     logit_scale: f32,
     hash: [u8; 32],
-    text_ws: Mutex<Workspace>,
-    vision_ws: Mutex<Workspace>,
-    score_ws: Mutex<Workspace>,
+    text_ws: WorkspaceSlot,
+    vision_ws: WorkspaceSlot,
+    score_ws: WorkspaceSlot,
 }
 
 impl GpuClipModel {
@@ -92,9 +91,9 @@ impl GpuClipModel {
             text,
             vision,
             config,
-            text_ws: Mutex::default(),
-            vision_ws: Mutex::default(),
-            score_ws: Mutex::default(),
+            text_ws: WorkspaceSlot::default(),
+            vision_ws: WorkspaceSlot::default(),
+            score_ws: WorkspaceSlot::default(),
         })
     }
 
@@ -151,7 +150,7 @@ impl GpuClipModel {
         let per_image = self.check_pixels(pixel_values, n)?;
         let proj = self.config.projection_dim;
         let chunk = self.vision.chunk(ctx, IMAGE_CHUNK);
-        let mut ws = self.vision_ws.lock().map_err(|_| poisoned())?;
+        let mut ws = self.vision_ws.take();
         let mut out = Vec::with_capacity(n * proj);
         for pixels in pixel_values.chunks(chunk * per_image) {
             let count = pixels.len() / per_image;
@@ -211,7 +210,7 @@ impl GpuClipModel {
             self.check_ids(i, seq)?;
         }
         let proj = self.config.projection_dim;
-        let mut ws = self.text_ws.lock().map_err(|_| poisoned())?;
+        let mut ws = self.text_ws.take();
         let mut out = Vec::with_capacity(ids.len() * proj);
         let mut rest = &ids[..];
         while !rest.is_empty() {
@@ -272,7 +271,7 @@ impl GpuClipModel {
         if m == 0 || n == 0 {
             return embeddings(Vec::new(), m, n);
         }
-        let mut ws = self.score_ws.lock().map_err(|_| poisoned())?;
+        let mut ws = self.score_ws.take();
         let img = ws.get(ctx, "score images", m * d).await?;
         let txt = ws.get(ctx, "score texts", n * d).await?;
         ctx.write(&img, images.as_slice());
@@ -306,7 +305,7 @@ impl GpuClipModel {
             return embeddings(Vec::new(), n, t);
         }
         let chunk = self.vision.chunk(ctx, IMAGE_CHUNK);
-        let mut ws = self.vision_ws.lock().map_err(|_| poisoned())?;
+        let mut ws = self.vision_ws.take();
         let txt = ws.get(ctx, "score texts", t * proj).await?;
         ctx.write(&txt, texts.as_slice());
         let mut out = Vec::with_capacity(n * t);
@@ -397,8 +396,4 @@ fn embeddings(data: Vec<f32>, rows: usize, dim: usize) -> Result<Embeddings, Gpu
     let len = data.len();
     Embeddings::new(data, rows, dim)
         .ok_or_else(|| GpuError::Device(format!("read back {len} values, expected {rows} x {dim}")))
-}
-
-fn poisoned() -> GpuError {
-    GpuError::Device("a workspace lock was poisoned by an earlier panic".into())
 }

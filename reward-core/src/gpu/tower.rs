@@ -29,6 +29,57 @@ pub(crate) struct Workspace {
     buffers: BTreeMap<&'static str, wgpu::Buffer>,
 }
 
+/// A model's workspace for one kind of call. A call takes it for its whole
+/// length and the [`TakenWorkspace`] puts it back when dropped, so no lock
+/// is held across an await: a call that finds it taken (another thread's,
+/// or in a browser a second request made while the first awaits the GPU)
+/// works in a fresh one instead of waiting or, on single-threaded WASM,
+/// panicking on the held lock.
+#[derive(Default)]
+pub(crate) struct WorkspaceSlot(std::sync::Mutex<Option<Workspace>>);
+
+impl WorkspaceSlot {
+    /// The stored workspace, or a fresh one if it is taken.
+    pub(crate) fn take(&self) -> TakenWorkspace<'_> {
+        // A poisoned slot (a panic while putting back) only loses the cache.
+        let ws = self.0.lock().ok().and_then(|mut s| s.take());
+        TakenWorkspace {
+            slot: self,
+            ws: ws.unwrap_or_default(),
+        }
+    }
+}
+
+/// A workspace on loan from a [`WorkspaceSlot`]; returned on drop (the
+/// first one returned is kept, a concurrent call's fresh one is dropped).
+pub(crate) struct TakenWorkspace<'a> {
+    slot: &'a WorkspaceSlot,
+    ws: Workspace,
+}
+
+impl core::ops::Deref for TakenWorkspace<'_> {
+    type Target = Workspace;
+    fn deref(&self) -> &Workspace {
+        &self.ws
+    }
+}
+
+impl core::ops::DerefMut for TakenWorkspace<'_> {
+    fn deref_mut(&mut self) -> &mut Workspace {
+        &mut self.ws
+    }
+}
+
+impl Drop for TakenWorkspace<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.slot.0.lock() {
+            if s.is_none() {
+                *s = Some(core::mem::take(&mut self.ws));
+            }
+        }
+    }
+}
+
 impl Workspace {
     /// The buffer `name` with room for `elems` device elements.
     pub(crate) async fn get(
@@ -613,5 +664,36 @@ impl GpuText {
     /// Rows of text per submission that fit one storage binding.
     pub(crate) fn fits(&self, ctx: &GpuContext, rows: usize) -> bool {
         self.encoder.check_rows(ctx, rows).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Precision;
+    use super::super::kernels::testing::context;
+    use super::*;
+
+    /// Two calls may hold a slot's workspace at once (no lock is held
+    /// while one is out); the first one back is kept, with its buffers.
+    #[test]
+    fn a_workspace_slot_lends_without_locking_and_keeps_the_first_back() {
+        let Some(ctx) = context(Precision::F32) else {
+            return;
+        };
+        let slot = WorkspaceSlot::default();
+        let mut first = slot.take();
+        let kept = pollster::block_on(first.get(ctx, "x", 4)).expect("buffer");
+        let second = slot.take();
+        assert!(
+            second.buffers.is_empty(),
+            "the second call got the first's buffers"
+        );
+        drop(first);
+        drop(second);
+        let again = slot.take();
+        assert_eq!(
+            again.buffers.get("x").map(wgpu::Buffer::size),
+            Some(kept.size())
+        );
     }
 }

@@ -226,6 +226,27 @@ async function testBackend(browser, backend, tmp) {
   await waitPhase(page, ['scored'], 'embedding the photo (it scores the caption already typed)');
   check(await errorText(page) === '', `the photo: no error (${await errorText(page)})`);
 
+  // Two images chosen in the same instant: both embeddings are in flight in
+  // the worker at once, and neither may break the model for the calls after
+  // it (a workspace held across the GPU readback's await used to).
+  await page.evaluate(async (b64) => {
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const input = document.getElementById('image-file');
+    for (const name of ['first.png', 'second.png']) {
+      const dt = new DataTransfer();
+      dt.items.add(new File([bytes], name, { type: 'image/png' }));
+      input.files = dt.files;
+      input.dispatchEvent(new Event('change', { bubbles: true }));
+    }
+  }, readFileSync(p(IMAGE)).toString('base64'));
+  await page.waitForFunction(() => /second\.png: embedded|Could not use/.test(
+    document.getElementById('image-status').textContent + (document.getElementById('error').hidden ? '' : 'Could not use')));
+  check(await errorText(page) === '', `two photos at once: no error (${await errorText(page)})`);
+  await page.fill('#caption', CASES[0].text);
+  await page.click('#score');
+  await waitPhase(page, ['scored'], 'scoring after two photos back to back');
+  check(await errorText(page) === '', `two photos back to back: no error (${await errorText(page)})`);
+
   // Scores equal the native CLI's within 1e-4; highlights match the labels.
   for (const c of CASES) {
     const report = await scoreCase(page, c);

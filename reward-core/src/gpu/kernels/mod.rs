@@ -69,12 +69,14 @@ pub(crate) mod testing {
             // Every GPU test waits here for the shared context: a device
             // that never opens must fail them, not hang them.
             let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || tx.send(GpuContext::new(&options)));
+            std::thread::spawn(move || {
+                tx.send(GpuContext::new(&options).map(alloc::boxed::Box::new))
+            });
             let opened = rx
                 .recv_timeout(std::time::Duration::from_secs(90))
                 .unwrap_or_else(|e| panic!("opening the {precision:?} test context: {e} (90 s)"));
             match opened {
-                Ok(ctx) => Some(ctx),
+                Ok(ctx) => Some(*ctx),
                 Err(e) if precision == Precision::F16 => {
                     std::eprintln!("skipping f16 GPU tests: {e}");
                     None
