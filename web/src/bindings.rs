@@ -17,6 +17,23 @@ use crate::cpu::{CheckpointBytes, CpuTowers};
 use crate::gpu::GpuTowers;
 use crate::session::{Session, Settings};
 
+#[wasm_bindgen]
+extern "C" {
+    /// `console.error`.
+    #[wasm_bindgen(js_namespace = console, js_name = error)]
+    fn console_error(message: &str);
+}
+
+/// Runs when the module is instantiated: a panic (a bug) writes its message
+/// and location to the console before the module traps, where the page
+/// would otherwise only see `RuntimeError: unreachable`.
+#[wasm_bindgen(start)]
+fn on_start() {
+    std::panic::set_hook(Box::new(|info| {
+        console_error(&format!("fisao-web panicked: {info}"));
+    }));
+}
+
 /// Which towers compute embeddings. Shared (`Rc`) so that an async call can
 /// hold them across an `await` without borrowing the session.
 #[derive(Clone)]
