@@ -242,6 +242,11 @@ fn image_tower_on_tensor_core_kernels_matches_the_cpu_path() {
     // fc1 and fc2 of the 32-wide tower (k = 32 and 64) and the attention
     // products of both models.
     assert!(coop.len() >= 3, "cooperative GEMMs that ran: {ran:?}");
+    // The values are read in place (k-major), not copied to v^T first.
+    assert!(
+        !ran.iter().any(|k| k == "v_transpose"),
+        "v_transpose ran: {ran:?}"
+    );
     assert!(
         ctx.gemm_kernel().starts_with("coop"),
         "{}",

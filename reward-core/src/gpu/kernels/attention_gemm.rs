@@ -2,13 +2,15 @@
 //! tokens) as two batched GEMMs around a row softmax, so that on a device
 //! with cooperative matrices both products run on tensor cores:
 //!
-//! 1. `v_transpose`: the value columns -> `v^T [b, d, lp]` (b = sequence x
-//!    head; lp = len rounded up to 32, zero padded);
-//! 2. GEMM `scores [b, len, lp] = scale * q @ k^T` (k = d), q and k read in
-//!    place from the qkv rows (strided operands, no copies);
-//! 3. `softmax_rows` in place (the padded columns become 0);
-//! 4. GEMM `out = scores @ (v^T)^T` (k = lp), written straight into the
-//!    token rows, heads side by side.
+//! 1. GEMM `scores [b, len, lp] = scale * q @ k^T` (b = sequence x head,
+//!    k = d, lp = len rounded up to 32), q and k read in place from the qkv
+//!    rows (strided operands, no copies);
+//! 2. `softmax_rows` in place (the padded columns become 0);
+//! 3. GEMM `out = scores @ v` (k = lp), written straight into the token
+//!    rows, heads side by side. On the cooperative GEMM v is read in place
+//!    too, k-major (`Gemm::w_by_k`: the padded k rows read as zeros);
+//!    on the tiled kernel `v_transpose` first copies it to `v^T [b, d, lp]`
+//!    (zero padded).
 //!
 //! Same contract as the fused [`super::attention`] kernel (which mirrors
 //! `Attention::context` in `clip/attention.rs`); the fused kernel stays the
@@ -165,7 +167,6 @@ async fn record_chunk(
 ) -> Result<(), GpuError> {
     let (len, heads, d, hidden) = (batch.len, batch.heads.heads, batch.d(), batch.heads.hidden);
     let lp = padded(len);
-    dispatches.push(transpose_v(ctx, batch, seq0, n, qkv, s.vt).await?);
     // Batch z = sequence * heads + head; row r of sequence seq0 + s is row
     // (seq0 + s) * len + r of qkv (q at column 0, k at hidden, v at 2 hidden).
     let first = seq0 * len * 3 * hidden;
@@ -194,6 +195,28 @@ async fn record_chunk(
     dispatches.push(softmax(ctx, n * heads * len, len, lp, s.scores).await?);
     let mut context = Gemm::new(len, d, lp);
     context.batch = n * heads;
+    let into_tokens = Operand {
+        base: seq0 * len * hidden,
+        ld: hidden,
+        outer: len * hidden,
+        step: d,
+    };
+    // The values read in place, k-major (token rows of qkv), where the
+    // cooperative GEMM takes them: its padded k rows past `len` read as
+    // zeros. Elsewhere they are first copied to `v^T`.
+    let mut in_place = context;
+    in_place.w_by_k = Some(len);
+    in_place.strided = Some(Strided {
+        inner: heads,
+        a: scores_layout,
+        w: in_qkv(2),
+        o: into_tokens,
+    });
+    if super::matmul_coop::covers(ctx, &in_place) {
+        dispatches.push(matmul(ctx, &in_place, s.scores, qkv, None, out).await?);
+        return Ok(());
+    }
+    dispatches.push(transpose_v(ctx, batch, seq0, n, qkv, s.vt).await?);
     context.strided = Some(Strided {
         inner: heads,
         a: scores_layout,
@@ -203,12 +226,7 @@ async fn record_chunk(
             outer: heads * d * lp,
             step: d * lp,
         },
-        o: Operand {
-            base: seq0 * len * hidden,
-            ld: hidden,
-            outer: len * hidden,
-            step: d,
-        },
+        o: into_tokens,
     });
     dispatches.push(matmul(ctx, &context, s.scores, s.vt, None, out).await?);
     Ok(())
@@ -278,9 +296,21 @@ mod tests {
     /// Runs `count` sequences of `len` on the GEMM path, `chunk` at a time
     /// (None: the largest the device allows), against the CPU reference.
     fn check(count: usize, len: usize, hidden: usize, heads: usize, chunk: Option<usize>) {
+        for (ctx, precision) in precisions() {
+            check_on(ctx, precision, (count, len, hidden, heads), chunk);
+        }
+    }
+
+    /// [`check`] on one context.
+    fn check_on(
+        ctx: &GpuContext,
+        precision: crate::gpu::Precision,
+        (count, len, hidden, heads): (usize, usize, usize, usize),
+        chunk: Option<usize>,
+    ) {
         let rows = count * len;
         let seqs: Vec<_> = (0..count).map(|i| i * len..(i + 1) * len).collect();
-        for (ctx, precision) in precisions() {
+        {
             let qkv: Vec<f32> = data(rows * 3 * hidden, 31)
                 .iter()
                 .map(|v| v * 2.0)
@@ -307,10 +337,12 @@ mod tests {
                 ctx, batch, chunk, &qb, &scratch, &out, &mut ds,
             ))
             .expect("record");
+            // The cooperative GEMM reads v in place; the tiled one needs v^T.
+            let per_chunk = if ctx.coop().is_some() { 3 } else { 4 };
             assert_eq!(
                 ds.len(),
-                4 * count.div_ceil(chunk),
-                "four kernels per chunk"
+                per_chunk * count.div_ceil(chunk),
+                "kernels per chunk"
             );
             let got = run(ctx, ds, &out, rows * hidden);
             let what = alloc::format!(
@@ -338,6 +370,28 @@ mod tests {
     fn long_sequence_head_dim_64() {
         // 577 tokens: ViT-L/14-336's sequence.
         check(1, 577, 128, 2, None);
+    }
+
+    /// The cooperative path (values read in place, k-major) on emulated
+    /// cooperative matrices: padding shorter than a tile, chunks starting
+    /// mid-batch, NaN in the unused scratch.
+    #[test]
+    fn values_in_place_on_the_emulated_cooperative_gemm() {
+        let Some(plain) = super::super::testing::context(crate::gpu::Precision::F16) else {
+            return;
+        };
+        if plain.coop().is_some() {
+            return; // The tests above run the real cooperative path.
+        }
+        let options = crate::gpu::GpuOptions {
+            precision: Some(crate::gpu::Precision::F16),
+            emulate_cooperative_matrix: true,
+            ..crate::gpu::GpuOptions::default()
+        };
+        let ctx = GpuContext::new(&options).expect("emulated context");
+        let f16 = crate::gpu::Precision::F16;
+        check_on(&ctx, f16, (2, 5, 12, 3), None);
+        check_on(&ctx, f16, (3, 50, 128, 2), Some(2));
     }
 
     #[test]

@@ -8,7 +8,9 @@ struct Params {
     flags: u32,
     alpha: f32,
     inner: u32,
-    _p0: u32,
+    // Rows of w stored k-major ([k][n], cooperative kernel only) that hold
+    // data; rows past it read as zeros.
+    wk: u32,
     _p1: u32,
     // Per operand: base, row stride, outer step, inner step (elements);
     // batch z starts at base + (z / inner) * outer + (z % inner) * inner step.

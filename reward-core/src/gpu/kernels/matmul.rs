@@ -47,6 +47,7 @@ pub(super) struct Params {
     flags: u32,
     alpha: f32,
     inner: u32,
+    /// `wk` (valid k rows of a k-major `w`), then padding.
     pad: [u32; 2],
     pub a: [u32; 4],
     pub w: [u32; 4],
@@ -110,6 +111,12 @@ pub struct Gemm {
     /// A diagnostic kernel with parts left out (`gpu::probe_gemm`); the
     /// forward pass always runs [`GemmProbe::Full`].
     pub probe: GemmProbe,
+    /// `Some(rows)`: `w` is stored k-major (`[k, n]`, its layout's row
+    /// stride between k rows) and only its first `rows` k rows hold data,
+    /// the rest read as zeros: the values of an attention head read in
+    /// place as `P @ V`. Only the cooperative GEMM takes it (see
+    /// `matmul_coop::covers`).
+    pub w_by_k: Option<usize>,
 }
 
 impl Gemm {
@@ -157,6 +164,7 @@ impl Gemm {
             act: None,
             strided: None,
             probe: GemmProbe::Full,
+            w_by_k: None,
         }
     }
 }
@@ -173,11 +181,26 @@ pub(crate) async fn matmul(
     out: &wgpu::Buffer,
 ) -> Result<Dispatch, GpuError> {
     let params = params(g, bias.is_some())?;
+    if g.w_by_k.is_some() && !super::matmul_coop::covers(ctx, g) {
+        return Err(GpuError::Input(alloc::format!(
+            "gemm {}x{}x{} with a k-major w needs the cooperative GEMM ({})",
+            g.m,
+            g.n,
+            g.k,
+            ctx.gemm_kernel()
+        )));
+    }
     if super::matmul_coop::covers(ctx, g) {
         // `None`: the cooperative pipeline did not compile; the context
         // has recorded why and the tiled kernel runs from now on.
         if let Some(d) = super::matmul_coop::matmul_coop(ctx, g, &params, a, w, bias, out).await? {
             return Ok(d);
+        }
+        if g.w_by_k.is_some() {
+            return Err(GpuError::Device(alloc::format!(
+                "the cooperative GEMM failed to compile and a k-major w has no fallback: {}",
+                ctx.gemm_kernel()
+            )));
         }
     }
     let consts = [("KT", KT)];
@@ -199,7 +222,8 @@ pub(crate) async fn matmul(
 /// The kernels' uniform for `g`, sizes checked to fit u32.
 fn params(g: &Gemm, has_bias: bool) -> Result<Params, GpuError> {
     let l = g.layout();
-    let rows = [("a", l.a, g.k), ("w", l.w, g.k), ("out", l.o, g.n)];
+    let w_row = if g.w_by_k.is_some() { g.n } else { g.k };
+    let rows = [("a", l.a, g.k), ("w", l.w, w_row), ("out", l.o, g.n)];
     if let Some((name, op, len)) = rows.iter().find(|(_, op, len)| op.ld < *len) {
         return Err(GpuError::Input(alloc::format!(
             "gemm {name} rows of {len} values with a row stride of {}",
@@ -223,7 +247,7 @@ fn params(g: &Gemm, has_bias: bool) -> Result<Params, GpuError> {
             | (g.act.map_or(0, |a| act_code(a) + 1) << 2),
         alpha: g.alpha,
         inner: u32_of(l.inner.max(1), "gemm inner batch")?,
-        pad: [0; 2],
+        pad: [u32_of(g.w_by_k.unwrap_or(0), "gemm w rows")?, 0],
         a: op(l.a, "gemm a layout")?,
         w: op(l.w, "gemm w layout")?,
         o: op(l.o, "gemm out layout")?,
@@ -252,7 +276,13 @@ pub(crate) mod tests {
     use alloc::vec::Vec;
 
     /// CPU reference of one batch: alpha * a @ w^T + bias (+ residual).
-    fn reference(g: &Gemm, a: &[f32], w: &[f32], bias: Option<&[f32]>, init: &[f32]) -> Vec<f32> {
+    pub(crate) fn reference(
+        g: &Gemm,
+        a: &[f32],
+        w: &[f32],
+        bias: Option<&[f32]>,
+        init: &[f32],
+    ) -> Vec<f32> {
         let mut out = init.to_vec();
         for b in 0..g.batch {
             let mut y = alloc::vec![0.0; g.m * g.n];

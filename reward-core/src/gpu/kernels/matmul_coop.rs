@@ -248,6 +248,8 @@ pub(crate) struct Form {
     /// The four-column epilogue ([`CoopTile::store4`] and an output
     /// layout that allows it).
     pub store4: bool,
+    /// `w` stored k-major ([`Gemm::w_by_k`]).
+    pub w_by_k: bool,
 }
 
 /// Whether `g`'s output can be written four columns at a time: n, the
@@ -282,6 +284,7 @@ pub(crate) fn covers(ctx: &GpuContext, g: &Gemm) -> bool {
         && g.k > 0
         && g.k % tile_for(ctx, g).kt as usize == 0
         && aligned
+        && (g.w_by_k.is_none() || g.n % 4 == 0)
 }
 
 /// Records the GEMM on the cooperative kernel (call only where [`covers`]);
@@ -303,11 +306,13 @@ pub(super) async fn matmul_coop(
         dialect: ctx.coop_dialect(),
         probe: g.probe,
         store4: tile.store4 && output_in_quads(g),
+        w_by_k: g.w_by_k.is_some(),
     };
     // The form is part of the pipeline's cache key.
     let mut consts = alloc::vec::Vec::from(tile.consts());
     consts.push(("PROBE", g.probe as u32));
     consts.push(("STORE4", u32::from(form.store4)));
+    consts.push(("W_BY_K", u32::from(form.w_by_k)));
     let name = match form.dialect {
         CoopDialect::Hardware => "matmul_coop",
         CoopDialect::Emulated => "matmul_coop_emulated",
@@ -344,7 +349,6 @@ const PRELUDE: &str = r#"// Params and start(): gemm_params.wgsl; `out` and epil
 // Padded row stride of the staged tiles, in halves.
 const LDS: u32 = KT + 8u;
 var<workgroup> sa: array<f16, STAGES * BM * LDS>; // [stage][row][k]
-var<workgroup> sb: array<f16, STAGES * BN * LDS>; // [stage][col][k]: column-major B = w^T
 var<workgroup> sc: array<f32, EPI * WG / 32u * 256u>; // EPI 16 x 16 tiles per subgroup
 
 // Element group i of one operand's k block: row i / (KT / 4), k quad
@@ -358,14 +362,6 @@ fn read_a(i: u32, row0: u32, k0: u32, base: u32) -> vec4<f16> {
     return vec4<f16>(0.0);
 }
 
-fn read_w(i: u32, col0: u32, k0: u32, base: u32) -> vec4<f16> {
-    let c = col0 + i / (KT / 4u);
-    if (c < p.n) {
-        return w[(base + c * p.lw.y + k0) / 4u + i % (KT / 4u)];
-    }
-    return vec4<f16>(0.0);
-}
-
 // Stores element group i into staging buffer `stage`.
 fn stage_a(i: u32, v: vec4<f16>, stage: u32) {
     let at = stage * BM * LDS + (i / (KT / 4u)) * LDS + (i % (KT / 4u)) * 4u;
@@ -375,6 +371,21 @@ fn stage_a(i: u32, v: vec4<f16>, stage: u32) {
     sa[at + 3u] = v.w;
 }
 
+"#;
+
+/// The weight operand stored `[n][k]` (the linear layers' `w`, the keys):
+/// staged column-major, `[col][k]`, i.e. `w^T` without a transpose.
+const B_BY_N: &str = r#"
+var<workgroup> sb: array<f16, STAGES * BN * LDS>; // [stage][col][k]
+
+fn read_w(i: u32, col0: u32, k0: u32, base: u32) -> vec4<f16> {
+    let c = col0 + i / (KT / 4u);
+    if (c < p.n) {
+        return w[(base + c * p.lw.y + k0) / 4u + i % (KT / 4u)];
+    }
+    return vec4<f16>(0.0);
+}
+
 fn stage_b(i: u32, v: vec4<f16>, stage: u32) {
     let at = stage * BN * LDS + (i / (KT / 4u)) * LDS + (i % (KT / 4u)) * 4u;
     sb[at] = v.x;
@@ -382,7 +393,32 @@ fn stage_b(i: u32, v: vec4<f16>, stage: u32) {
     sb[at + 2u] = v.z;
     sb[at + 3u] = v.w;
 }
+"#;
 
+/// The weight operand stored `[k][n]` (`Gemm::w_by_k`: the values of a
+/// head read in place): element group i is k row i / (BN / 4), column quad
+/// i % (BN / 4); staged row-major, `[k][col]`; k rows past `p.wk` and
+/// columns past n (a multiple of 4) read as zeros.
+const B_BY_K: &str = r#"
+const LDB: u32 = BN + 8u;
+var<workgroup> sb: array<f16, STAGES * KT * LDB>; // [stage][k][col]
+
+fn read_w(i: u32, col0: u32, k0: u32, base: u32) -> vec4<f16> {
+    let r = k0 + i / (BN / 4u);
+    let c = col0 + (i % (BN / 4u)) * 4u;
+    if (r < p.wk && c < p.n) {
+        return w[(base + r * p.lw.y + c) / 4u];
+    }
+    return vec4<f16>(0.0);
+}
+
+fn stage_b(i: u32, v: vec4<f16>, stage: u32) {
+    let at = stage * KT * LDB + (i / (BN / 4u)) * LDB + (i % (BN / 4u)) * 4u;
+    sb[at] = v.x;
+    sb[at + 1u] = v.y;
+    sb[at + 2u] = v.z;
+    sb[at + 3u] = v.w;
+}
 "#;
 
 /// The output and epilogue, one element per store (gemm_store.wgsl's
@@ -454,6 +490,7 @@ fn kernel_source(t: &CoopTile, form: Form) -> String {
     s.push_str(include_str!("activation.wgsl"));
     s.push_str(include_str!("gemm_params.wgsl"));
     s.push_str(PRELUDE);
+    s.push_str(if form.w_by_k { B_BY_K } else { B_BY_N });
     match form.store4 {
         true => s.push_str(STORE4),
         false => {
@@ -480,12 +517,12 @@ fn kernel_source(t: &CoopTile, form: Form) -> String {
     }
     let global = probe != GemmProbe::NoGlobalLoads;
     match (probe, t.stages) {
-        (GemmProbe::MmaOnly, _) => mma_only_loop(&mut s, t, d),
+        (GemmProbe::MmaOnly, _) => mma_only_loop(&mut s, t, form),
         (_, 1) => main_loop_single(&mut s, t, global),
         _ => main_loop_double(&mut s, t, global),
     }
     if probe != GemmProbe::MmaOnly {
-        multiply_block(&mut s, t, d, probe != GemmProbe::MemoryOnly);
+        multiply_block(&mut s, t, form, probe != GemmProbe::MemoryOnly);
     }
     s.push_str("    }\n");
     epilogue_rounds(&mut s, t, d);
@@ -565,25 +602,35 @@ fn main_loop_double(s: &mut String, t: &CoopTile, global: bool) {
 /// [`GemmProbe::MmaOnly`]: stage block 0, load its first operand tiles
 /// once, then only multiply-add, as many times as the full kernel does
 /// (k / 16 steps).
-fn mma_only_loop(s: &mut String, t: &CoopTile, d: CoopDialect) {
+fn mma_only_loop(s: &mut String, t: &CoopTile, form: Form) {
     s.push_str(&reads(t, "0u", true, "    "));
     s.push_str(&stores(t, "0u", "    "));
     s.push_str("    workgroupBarrier();\n    let cur = 0u;\n    let kk = 0u;\n");
-    operand_loads(s, t, d, "    ");
+    operand_loads(s, t, form, "    ");
     s.push_str("    for (var k0 = 0u; k0 < p.k; k0 += 16u) {\n");
-    multiply_adds(s, t, d, "        ");
+    multiply_adds(s, t, form.dialect, "        ");
 }
 
 /// The `tm` A and `tn` B tile loads of k step `kk` of buffer `cur`.
-fn operand_loads(s: &mut String, t: &CoopTile, d: CoopDialect, pad: &str) {
+fn operand_loads(s: &mut String, t: &CoopTile, form: Form, pad: &str) {
+    let d = form.dialect;
     for i in 0..t.tm {
         let at = format!("cur * BM * LDS + (sm + {}u) * LDS + kk", 16 * i);
         let load = d.load(Role::A, true, "sa", &at, "LDS");
         s.push_str(&format!("{pad}let x{i} = {load};\n"));
     }
     for j in 0..t.tn {
-        let at = format!("cur * BN * LDS + (sn + {}u) * LDS + kk", 16 * j);
-        let load = d.load(Role::B, false, "sb", &at, "LDS");
+        // B = w^T: column-major out of `[col][k]`, row-major out of `[k][col]`.
+        let load = match form.w_by_k {
+            false => {
+                let at = format!("cur * BN * LDS + (sn + {}u) * LDS + kk", 16 * j);
+                d.load(Role::B, false, "sb", &at, "LDS")
+            }
+            true => {
+                let at = format!("cur * KT * LDB + kk * LDB + sn + {}u", 16 * j);
+                d.load(Role::B, true, "sb", &at, "LDB")
+            }
+        };
         s.push_str(&format!("{pad}let y{j} = {load};\n"));
     }
 }
@@ -602,11 +649,11 @@ fn multiply_adds(s: &mut String, t: &CoopTile, d: CoopDialect, pad: &str) {
 /// The multiply of staging buffer `cur` (`multiply` false: the k steps
 /// without tile loads or multiply-adds, [`GemmProbe::MemoryOnly`]); closes
 /// the double-buffered iteration with its stores and barrier.
-fn multiply_block(s: &mut String, t: &CoopTile, d: CoopDialect, multiply: bool) {
+fn multiply_block(s: &mut String, t: &CoopTile, form: Form, multiply: bool) {
     if multiply {
         s.push_str("        for (var kk = 0u; kk < KT; kk += 16u) {\n");
-        operand_loads(s, t, d, "            ");
-        multiply_adds(s, t, d, "            ");
+        operand_loads(s, t, form, "            ");
+        multiply_adds(s, t, form.dialect, "            ");
         s.push_str("        }\n");
     }
     if t.stages > 1 {
@@ -656,6 +703,7 @@ fn epilogue_rounds(s: &mut String, t: &CoopTile, d: CoopDialect) {
 #[cfg(test)]
 mod tests {
     use super::super::super::context::shader_source;
+    use super::super::matmul::matmul;
     use super::super::matmul::tests::{check, check_on, check_strided_on};
     use super::super::testing::{compile_coop, context};
     use super::*;
@@ -666,6 +714,7 @@ mod tests {
             dialect,
             probe,
             store4: tile.store4,
+            w_by_k: false,
         };
         shader_source(&tile.source(form), Precision::F16, &tile.consts())
     }
@@ -870,9 +919,89 @@ mod tests {
             check_on(ctx, Precision::F16, g, bias);
         }
         check_strided_on(ctx, Precision::F16);
+        check_w_by_k_on(ctx);
         // A kernel that failed to compile hands its GEMMs to the tiled
         // kernel, which would pass the checks above.
         assert!(ctx.coop().is_some(), "{}: {}", tile.name, ctx.gemm_kernel());
+    }
+
+    /// A k-major `w` read in place as the attention's `P @ V` does: two
+    /// heads side by side in each k row, k rows past the valid ones filled
+    /// with NaN (they must read as zeros), against the CPU reference on the
+    /// `[n, k]` weights with those columns zeroed.
+    fn check_w_by_k_on(ctx: &crate::gpu::GpuContext) {
+        use super::super::matmul::tests::reference;
+        use super::super::matmul::{Operand, Strided};
+        use super::super::testing::{assert_close, data, run, tolerance, upload};
+        let (m, n, k, valid, heads) = (70, 64, 128, 83, 2);
+        let a = data(heads * m * k, 7);
+        let stored = data(k * heads * n, 8);
+        // Stored [k][heads * n]; the reference wants, per head, [n][k].
+        let mut by_n = alloc::vec![0.0f32; heads * n * k];
+        let mut buffer = stored.clone();
+        for r in 0..k {
+            for c in 0..heads * n {
+                let (h, j) = (c / n, c % n);
+                match r < valid {
+                    true => by_n[h * n * k + j * k + r] = stored[r * heads * n + c],
+                    false => buffer[r * heads * n + c] = f32::NAN,
+                }
+            }
+        }
+        let mut g = Gemm::new(m, n, k);
+        g.batch = heads;
+        g.w_by_k = Some(valid);
+        let dense = |rows: usize, cols: usize| Operand {
+            base: 0,
+            ld: cols,
+            outer: 0,
+            step: rows * cols,
+        };
+        g.strided = Some(Strided {
+            inner: heads,
+            a: dense(m, k),
+            w: Operand {
+                base: 0,
+                ld: heads * n,
+                outer: 0,
+                step: n,
+            },
+            o: dense(m, n),
+        });
+        let mut want_g = Gemm::new(m, n, k);
+        want_g.batch = heads;
+        want_g.w_shared = false;
+        let init = alloc::vec![0.0f32; heads * m * n];
+        let want = reference(&want_g, &a, &by_n, None, &init);
+        let (ab, wb, out) = (upload(ctx, &a), upload(ctx, &buffer), upload(ctx, &init));
+        let d = pollster::block_on(matmul(ctx, &g, &ab, &wb, None, &out)).expect("record");
+        let got = run(ctx, alloc::vec![d], &out, init.len());
+        assert_close(
+            &got,
+            &want,
+            tolerance(Precision::F16),
+            "gemm with a k-major w",
+        );
+    }
+
+    /// On the tiled kernel a k-major `w` is an error naming the need, not
+    /// a wrong product.
+    #[test]
+    fn a_k_major_w_without_the_cooperative_gemm_is_an_error() {
+        let Some(ctx) = context(Precision::F32) else {
+            return;
+        };
+        let b = super::super::testing::upload(ctx, &[0.0; 64]);
+        let mut g = Gemm::new(4, 4, 4);
+        g.w_by_k = Some(4);
+        let e = pollster::block_on(matmul(ctx, &g, &b, &b, None, &b))
+            .err()
+            .expect("refused");
+        assert!(
+            e.to_string()
+                .contains("k-major w needs the cooperative GEMM"),
+            "{e}"
+        );
     }
 
     /// Every block shape, its matrix operations emulated in plain WGSL,
