@@ -18,7 +18,8 @@
 #                                        # (SWEEP_TILES="a b": only those shapes;
 #                                        # SWEEP_BATCHED="c d": also each attention-
 #                                        # product shape with the default linear one,
-#                                        # FISAO_GPU_BATCHED_TILE)
+#                                        # FISAO_GPU_BATCHED_TILE; SWEEP_V_COPY=1: also
+#                                        # the attention's values copied to v^T first)
 # The wgpu JSON line's "gemm" names the GEMM kernel that ran ("coop-16x16x16-f16-f32"
 # where the adapter has cooperative matrices, else "tiled-f32").
 # The wgpu JSON line has "per_call": submissions, dispatches, buffers, bind groups,
@@ -63,6 +64,10 @@ if [ "${SWEEP:-0}" = 1 ]; then
       FISAO_GPU_PROFILE=1 FISAO_GPU_COOP_TILE=$tile FISAO_GPU_ATTENTION=gemm timeout 120 "$BIN" "$DIR" "$BATCH" 1 ${PRECISION:-} >/dev/null || echo "profile failed: $?" >&2
     fi
   done
+  if [ "${SWEEP_V_COPY:-0}" = 1 ]; then
+    line=$(FISAO_GPU_V_IN_PLACE=0 FISAO_GPU_ATTENTION=gemm timeout 120 "$BIN" "$DIR" "$BATCH" "$REPEATS" ${PRECISION:-} | tail -1) || line="failed: $?"
+    echo "sweep default v-copy: $line"
+  fi
   for batched in ${SWEEP_BATCHED:-}; do
     line=$(FISAO_GPU_BATCHED_TILE=$batched FISAO_GPU_ATTENTION=gemm timeout 120 "$BIN" "$DIR" "$BATCH" "$REPEATS" ${PRECISION:-} | tail -1) || line="failed: $?"
     echo "sweep default batched $batched: $line"

@@ -87,7 +87,7 @@ grep -E '"probe"' "$OUT/probe.log" | sed -E 's/.*"probe": "([^"]*)", "layer": "(
 
 SESSION_TILES=${SESSION_TILES:-"128x128/64x64 128x128/64x64-db 128x128/64x64-e2 128x128/64x64-v4 128x128/64x64-k16-db 128x128/32x64-db 128x128/32x64-k64"}
 SESSION_BATCHED=${SESSION_BATCHED:-"64x64/32x32-v4 64x64/32x32-e2-v4 64x64/32x32-db-e2"}
-PROFILE=${PROFILE:-1} SWEEP=1 SWEEP_TILES="$SESSION_TILES" SWEEP_BATCHED="$SESSION_BATCHED" BIN=.devbin/gpu_device_bench \
+PROFILE=${PROFILE:-1} SWEEP=1 SWEEP_TILES="$SESSION_TILES" SWEEP_BATCHED="$SESSION_BATCHED" SWEEP_V_COPY=1 BIN=.devbin/gpu_device_bench \
   timeout 360 bash benches/gpu_device.sh > "$OUT/bench.log" 2> "$OUT/profile.log"
 echo "bench: exit $?"
 grep -E '"side"|ratio|parity|tile' "$OUT/bench.log" | cut -c1-260

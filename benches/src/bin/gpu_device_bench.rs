@@ -18,7 +18,8 @@
 //! `FISAO_GPU_COOP=0` forces the portable one for A/B runs,
 //! `FISAO_GPU_COOP_TILE=<name>` picks the cooperative GEMM's block shape
 //! (`reward_core::gpu::COOP_TILES`), `FISAO_GPU_BATCHED_TILE=<name>` the attention
-//! products' one, and `FISAO_GPU_ATTENTION=fused|gemm|flash`
+//! products' one, `FISAO_GPU_V_IN_PLACE=0` copies the attention's values to
+//! `v^T` as before session 6, and `FISAO_GPU_ATTENTION=fused|gemm|flash`
 //! the image tower's attention (default `auto`: GEMMs on tensor cores).
 
 use std::path::PathBuf;
@@ -94,6 +95,7 @@ fn main() -> Result<(), String> {
         attention,
         coop_tile,
         coop_batched_tile: tile_from_env("FISAO_GPU_BATCHED_TILE")?,
+        values_in_place: std::env::var_os("FISAO_GPU_V_IN_PLACE").is_none_or(|v| v != "0"),
         ..GpuOptions::default()
     };
     let ctx = GpuContext::new(&options).map_err(|e| format!("{e} (try --backend cpu)"))?;

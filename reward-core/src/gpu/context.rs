@@ -72,6 +72,10 @@ pub struct GpuOptions {
     /// [`crate::gpu::BATCHED_TILE`]); its k step must be 16 or 32 (the
     /// products pad k to 32). For tuning runs.
     pub coop_batched_tile: Option<CoopTile>,
+    /// Read the attention's values in place (k-major) on the cooperative
+    /// GEMM (the default); `false` copies them to `v^T` first, as the tiled
+    /// kernel needs (for A/B runs: bench `FISAO_GPU_V_IN_PLACE=0`).
+    pub values_in_place: bool,
     /// For tests of the tensor-core kernels on devices without tensor
     /// cores (lavapipe in CI): where the adapter has no cooperative
     /// matrices but f16, run the cooperative kernels anyway with their
@@ -117,6 +121,7 @@ impl Default for GpuOptions {
             attention: AttentionKernel::Auto,
             coop_tile: None,
             coop_batched_tile: None,
+            values_in_place: true,
             emulate_cooperative_matrix: false,
         }
     }
@@ -194,6 +199,7 @@ pub struct GpuContext {
     attention: AttentionKernel,
     coop_tile: CoopTile,
     batched_tile: CoopTile,
+    values_in_place: bool,
     /// The cooperative-matrix configuration the GEMMs use, if any.
     coop: Option<wgpu::CooperativeMatrixProperties>,
     /// Whether the cooperative kernels are emulated in plain WGSL
@@ -324,6 +330,7 @@ impl GpuContext {
             attention: options.attention,
             coop_tile,
             batched_tile,
+            values_in_place: options.values_in_place,
             coop,
             coop_emulated,
             shared_limit,
@@ -401,6 +408,12 @@ impl GpuContext {
     /// The cooperative GEMM's block shape (used only where [`Self::coop`]).
     pub(crate) fn coop_tile(&self) -> CoopTile {
         self.coop_tile
+    }
+
+    /// Whether the attention reads its values in place where it can
+    /// ([`GpuOptions::values_in_place`]).
+    pub(crate) fn values_in_place(&self) -> bool {
+        self.values_in_place
     }
 
     /// The attention products' block shape (used only where [`Self::coop`]).

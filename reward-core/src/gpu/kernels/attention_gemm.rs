@@ -212,7 +212,7 @@ async fn record_chunk(
         w: in_qkv(2),
         o: into_tokens,
     });
-    if super::matmul_coop::covers(ctx, &in_place) {
+    if ctx.values_in_place() && super::matmul_coop::covers(ctx, &in_place) {
         dispatches.push(matmul(ctx, &in_place, s.scores, qkv, None, out).await?);
         return Ok(());
     }
@@ -338,7 +338,8 @@ mod tests {
             ))
             .expect("record");
             // The cooperative GEMM reads v in place; the tiled one needs v^T.
-            let per_chunk = if ctx.coop().is_some() { 3 } else { 4 };
+            let in_place = ctx.coop().is_some() && ctx.values_in_place();
+            let per_chunk = if in_place { 3 } else { 4 };
             assert_eq!(
                 ds.len(),
                 per_chunk * count.div_ceil(chunk),
@@ -372,9 +373,9 @@ mod tests {
         check(1, 577, 128, 2, None);
     }
 
-    /// The cooperative path (values read in place, k-major) on emulated
-    /// cooperative matrices: padding shorter than a tile, chunks starting
-    /// mid-batch, NaN in the unused scratch.
+    /// The cooperative path on emulated cooperative matrices, values read
+    /// in place (k-major) and copied to `v^T`: padding shorter than a
+    /// tile, chunks starting mid-batch, NaN in the scratch.
     #[test]
     fn values_in_place_on_the_emulated_cooperative_gemm() {
         let Some(plain) = super::super::testing::context(crate::gpu::Precision::F16) else {
@@ -388,10 +389,16 @@ mod tests {
             emulate_cooperative_matrix: true,
             ..crate::gpu::GpuOptions::default()
         };
-        let ctx = GpuContext::new(&options).expect("emulated context");
         let f16 = crate::gpu::Precision::F16;
-        check_on(&ctx, f16, (2, 5, 12, 3), None);
-        check_on(&ctx, f16, (3, 50, 128, 2), Some(2));
+        for values_in_place in [true, false] {
+            let options = crate::gpu::GpuOptions {
+                values_in_place,
+                ..options.clone()
+            };
+            let ctx = GpuContext::new(&options).expect("emulated context");
+            check_on(&ctx, f16, (2, 5, 12, 3), None);
+            check_on(&ctx, f16, (3, 50, 128, 2), Some(2));
+        }
     }
 
     #[test]
