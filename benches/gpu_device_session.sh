@@ -79,7 +79,7 @@ grep -hE "PASSED|SKIPPED" "$OUT"/tests-parallel.log | sort | uniq -c | head -40
 
 # Which part of the cooperative GEMM bounds the linear layers (GemmProbe): whole, no
 # global reads, multiply-adds alone (the ceiling through wgpu), memory path alone.
-for tile in ${PROBE_TILES:-128x128/64x64 128x128/64x64-db}; do
+for tile in ${PROBE_TILES:-128x128/64x64 128x128/64x64-db 128x128/64x64-e2 128x128/64x64-v4}; do
   FISAO_GPU_COOP_TILE=$tile timeout 120 .devbin/gpu_device_bench --probe ${PROBE_ARGS:-20} >> "$OUT/probe.log" 2>&1
   echo "probe $tile: exit $?"
 done

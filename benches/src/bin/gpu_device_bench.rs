@@ -147,7 +147,8 @@ fn main() -> Result<(), String> {
 /// `--probe [LAUNCHES] [ROWS]`: the ViT-L/14-336 linear layers' GEMMs of
 /// one 16-image chunk (ROWS = 16 x 577 by default) on the context's GEMM
 /// kernel, whole and with parts left out (`GemmProbe`; only whole on the
-/// tiled kernel), one JSON line each. `FISAO_GPU_EMULATE_COOP=1` runs the
+/// tiled kernel), one JSON line each; `fc1-k64` (k = 64) is mostly the
+/// epilogue, the cost of writing fc1's output. `FISAO_GPU_EMULATE_COOP=1` runs the
 /// cooperative kernels emulated where the adapter has none (a smoke test
 /// on lavapipe; use few rows).
 fn probe(launches: usize, m: usize) -> Result<(), String> {
@@ -168,6 +169,8 @@ fn probe(launches: usize, m: usize) -> Result<(), String> {
         ("out", 1024, 1024),
         ("fc1", 4096, 1024),
         ("fc2", 1024, 4096),
+        // fc1's output with one k block: what writing the output costs.
+        ("fc1-k64", 4096, 64),
     ] {
         let timings = reward_core::gpu::probe_gemm(&ctx, (m, n, k), probes, launches)
             .map_err(|e| format!("{layer}: {e}"))?;
