@@ -28,6 +28,7 @@ if [ "${1:-}" = "--prepare" ]; then
   # The device has no Vulkan loader: Debian's debs, unpacked there (device README).
   if ! ls .gl/libvulkan1_*.deb >/dev/null 2>&1; then
     mkdir -p .gl
+    apt-get update -qq
     (cd .gl && apt-get download libvulkan1 libglvnd0 libgl1 libglx0 libegl1 libgles2 libopengl0)
   fi
   strip -o .devbin/gpu_device_bench "$TARGET/release/gpu_device_bench"
