@@ -25,7 +25,9 @@
 //! is rounded to f16 once, one column or four at a time
 //! (`CoopTile::store4`).
 //!
-//! The matrix operations are spelled through `coop_dialect.rs`: real
+//! The source is written by `matmul_coop_source.rs` around the fixed
+//! snippets `matmul_coop_*.wgsl`. The matrix operations are spelled through
+//! `coop_dialect.rs`: real
 //! cooperative matrices, or the same kernel with them emulated in plain
 //! WGSL (tests on any adapter). [`GemmProbe`] generates diagnostic forms
 //! with parts of the main loop left out.
@@ -35,7 +37,7 @@ use alloc::string::{String, ToString};
 
 use super::super::context::{Dispatch, GpuContext, Precision};
 use super::super::error::GpuError;
-use super::coop_dialect::{CoopDialect, Role};
+use super::coop_dialect::CoopDialect;
 use super::matmul::{Gemm, Params, check_groups};
 use super::u32_of;
 
@@ -193,7 +195,7 @@ impl CoopTile {
     }
 
     /// Subgroups (of 32) per workgroup.
-    fn subgroups(&self) -> u32 {
+    pub(super) fn subgroups(&self) -> u32 {
         (self.bm / (16 * self.tm)) * (self.bn / (16 * self.tn))
     }
 
@@ -211,7 +213,7 @@ impl CoopTile {
     }
 
     /// vec4 loads per invocation and k block: (a, w).
-    fn loads(&self) -> (u32, u32) {
+    pub(super) fn loads(&self) -> (u32, u32) {
         let per = |rows: u32| rows * self.kt / 4 / self.invocations();
         (per(self.bm), per(self.bn))
     }
@@ -234,7 +236,7 @@ impl CoopTile {
     /// The kernel's WGSL body in `form` (the constants are prepended by
     /// the context).
     pub(crate) fn source(&self, form: Form) -> String {
-        kernel_source(self, form)
+        super::matmul_coop_source::kernel_source(self, form)
     }
 }
 
@@ -337,367 +339,6 @@ pub(super) async fn matmul_coop(
     let mut d = Dispatch::new(pipeline, &[a, w, bias, out], params, groups);
     d.detail = Some(format!("{}x{}x{}", g.m, g.n, g.k));
     Ok(Some(d))
-}
-
-/// The fixed part of the kernel: bindings, workgroup tiles and helpers.
-const PRELUDE: &str = r#"// Params and start(): gemm_params.wgsl; `out` and epilogue(): SCALAR_STORE or STORE4.
-@group(0) @binding(0) var<storage, read> a: array<vec4<f16>>;
-@group(0) @binding(1) var<storage, read> w: array<vec4<f16>>;
-@group(0) @binding(2) var<storage, read> bias: array<T>;
-@group(0) @binding(4) var<uniform> p: Params;
-
-// Padded row stride of the staged tiles, in halves.
-const LDS: u32 = KT + 8u;
-var<workgroup> sa: array<f16, STAGES * BM * LDS>; // [stage][row][k]
-var<workgroup> sc: array<f32, EPI * WG / 32u * 256u>; // EPI 16 x 16 tiles per subgroup
-
-// Element group i of one operand's k block: row i / (KT / 4), k quad
-// i % (KT / 4); zeros past the operand's rows. `base` is the batch start;
-// offsets and row strides are multiples of 4 (checked on the host).
-fn read_a(i: u32, row0: u32, k0: u32, base: u32) -> vec4<f16> {
-    let r = row0 + i / (KT / 4u);
-    if (r < p.m) {
-        return a[(base + r * p.la.y + k0) / 4u + i % (KT / 4u)];
-    }
-    return vec4<f16>(0.0);
-}
-
-// Stores element group i into staging buffer `stage`.
-fn stage_a(i: u32, v: vec4<f16>, stage: u32) {
-    let at = stage * BM * LDS + (i / (KT / 4u)) * LDS + (i % (KT / 4u)) * 4u;
-    sa[at] = v.x;
-    sa[at + 1u] = v.y;
-    sa[at + 2u] = v.z;
-    sa[at + 3u] = v.w;
-}
-
-"#;
-
-/// The weight operand stored `[n][k]` (the linear layers' `w`, the keys):
-/// staged column-major, `[col][k]`, i.e. `w^T` without a transpose.
-const B_BY_N: &str = r#"
-var<workgroup> sb: array<f16, STAGES * BN * LDS>; // [stage][col][k]
-
-fn read_w(i: u32, col0: u32, k0: u32, base: u32) -> vec4<f16> {
-    let c = col0 + i / (KT / 4u);
-    if (c < p.n) {
-        return w[(base + c * p.lw.y + k0) / 4u + i % (KT / 4u)];
-    }
-    return vec4<f16>(0.0);
-}
-
-fn stage_b(i: u32, v: vec4<f16>, stage: u32) {
-    let at = stage * BN * LDS + (i / (KT / 4u)) * LDS + (i % (KT / 4u)) * 4u;
-    sb[at] = v.x;
-    sb[at + 1u] = v.y;
-    sb[at + 2u] = v.z;
-    sb[at + 3u] = v.w;
-}
-"#;
-
-/// The weight operand stored `[k][n]` (`Gemm::w_by_k`: the values of a
-/// head read in place): element group i is k row i / (BN / 4), column quad
-/// i % (BN / 4); staged row-major, `[k][col]`; k rows past `p.wk` and
-/// columns past n (a multiple of 4) read as zeros.
-const B_BY_K: &str = r#"
-const LDB: u32 = BN + 8u;
-var<workgroup> sb: array<f16, STAGES * KT * LDB>; // [stage][k][col]
-
-fn read_w(i: u32, col0: u32, k0: u32, base: u32) -> vec4<f16> {
-    let r = k0 + i / (BN / 4u);
-    let c = col0 + (i % (BN / 4u)) * 4u;
-    if (r < p.wk && c < p.n) {
-        return w[(base + r * p.lw.y + c) / 4u];
-    }
-    return vec4<f16>(0.0);
-}
-
-fn stage_b(i: u32, v: vec4<f16>, stage: u32) {
-    let at = stage * KT * LDB + (i / (BN / 4u)) * LDB + (i % (BN / 4u)) * 4u;
-    sb[at] = v.x;
-    sb[at + 1u] = v.y;
-    sb[at + 2u] = v.z;
-    sb[at + 3u] = v.w;
-}
-"#;
-
-/// The output and epilogue, one element per store (gemm_store.wgsl's
-/// `store`, shared with the tiled kernel).
-const SCALAR_STORE: &str = r#"
-@group(0) @binding(3) var<storage, read_write> out: array<T>;
-
-// The epilogue of the accumulators just stored in the subgroup's tiles
-// (`count` of them, at (r0[i], c0[i])): alpha, bias, activation and
-// residual in f32 (store()), each value rounded to T once.
-fn epilogue(sg: u32, lane: u32, count: u32, r0: array<u32, EPI>, c0: array<u32, EPI>, obase: u32) {
-    var rs = r0;
-    var cs = c0;
-    for (var e = lane; e < count * 256u; e += 32u) {
-        let i = e / 256u;
-        store(rs[i] + (e % 256u) / 16u, cs[i] + e % 16u, sc[(sg * EPI + i) * 256u + e % 256u], obase);
-    }
-}
-"#;
-
-/// The output and epilogue four columns at a time (`CoopTile::store4`):
-/// one 8-byte load and store per quad instead of four 2-byte ones. Only
-/// where n, the output's row stride, offsets and batch steps are
-/// multiples of 4 (checked on the host), so that a quad is all inside
-/// `n` or all outside.
-const STORE4: &str = r#"
-@group(0) @binding(3) var<storage, read_write> out: array<vec4<f16>>;
-
-// out[r, c .. c + 4] (+)= act(alpha * v + bias[c ..]) in f32, rounded to
-// f16 once, as gemm_store.wgsl's store() does for one element.
-fn store4(r: u32, c: u32, v: vec4<f32>, obase: u32) {
-    if (r < p.m && c < p.n) {
-        var x = p.alpha * v;
-        if ((p.flags & 1u) != 0u) {
-            x += vec4<f32>(f32(bias[c]), f32(bias[c + 1u]), f32(bias[c + 2u]), f32(bias[c + 3u]));
-        }
-        let act = (p.flags >> 2u) & 3u;
-        if (act != 0u) {
-            let k = act - 1u;
-            x = vec4<f32>(activate(x.x, k), activate(x.y, k), activate(x.z, k), activate(x.w, k));
-        }
-        let o = (obase + r * p.lo.y + c) / 4u;
-        if ((p.flags & 2u) != 0u) {
-            x += vec4<f32>(out[o]);
-        }
-        out[o] = vec4<f16>(x);
-    }
-}
-
-// As SCALAR_STORE's epilogue, a quad of one row per lane and step.
-fn epilogue(sg: u32, lane: u32, count: u32, r0: array<u32, EPI>, c0: array<u32, EPI>, obase: u32) {
-    var rs = r0;
-    var cs = c0;
-    for (var q = lane; q < count * 64u; q += 32u) {
-        let i = q / 64u;
-        let e = (q % 64u) * 4u;
-        let at = (sg * EPI + i) * 256u + e;
-        let v = vec4<f32>(sc[at], sc[at + 1u], sc[at + 2u], sc[at + 3u]);
-        store4(rs[i] + e / 16u, cs[i] + e % 16u, v, obase);
-    }
-}
-"#;
-
-/// The whole kernel for `t` in `dialect`: [`PRELUDE`] plus a main
-/// function with the tile's accumulators and loads written out.
-fn kernel_source(t: &CoopTile, form: Form) -> String {
-    let (d, probe) = (form.dialect, form.probe);
-    let mut s = String::from(d.header());
-    s.push_str(include_str!("activation.wgsl"));
-    s.push_str(include_str!("gemm_params.wgsl"));
-    s.push_str(PRELUDE);
-    s.push_str(if form.w_by_k { B_BY_K } else { B_BY_N });
-    match form.store4 {
-        true => s.push_str(STORE4),
-        false => {
-            s.push_str(include_str!("gemm_store.wgsl"));
-            s.push_str(SCALAR_STORE);
-        }
-    }
-    s.push_str(&d.helpers(&["sa", "sb"], &["sc"]));
-    s.push_str(d.main());
-    let sub_m = t.bm / (16 * t.tm);
-    s.push_str("    let row0 = wid.y * BM;\n    let col0 = wid.x * BN;\n");
-    s.push_str("    let abase = start(p.la, wid.z);\n    let wbase = start(p.lw, wid.z);\n");
-    s.push_str(&format!(
-        "    // Subgroup sg owns rows sm .. sm + {} and columns sn .. sn + {} of the block.\n",
-        16 * t.tm,
-        16 * t.tn
-    ));
-    s.push_str(&format!("    let sm = (sg % {sub_m}u) * {}u;\n", 16 * t.tm));
-    s.push_str(&format!("    let sn = (sg / {sub_m}u) * {}u;\n", 16 * t.tn));
-    for i in 0..t.tm {
-        for j in 0..t.tn {
-            s.push_str(&format!("    var c{i}_{j} = {};\n", d.zero()));
-        }
-    }
-    let global = probe != GemmProbe::NoGlobalLoads;
-    match (probe, t.stages) {
-        (GemmProbe::MmaOnly, _) => mma_only_loop(&mut s, t, form),
-        (_, 1) => main_loop_single(&mut s, t, global),
-        _ => main_loop_double(&mut s, t, global),
-    }
-    if probe != GemmProbe::MmaOnly {
-        multiply_block(&mut s, t, form, probe != GemmProbe::MemoryOnly);
-    }
-    s.push_str("    }\n");
-    epilogue_rounds(&mut s, t, d);
-    s.push_str("}\n");
-    s
-}
-
-/// Global reads of one k block into registers `a*` / `w*` (declared with
-/// `var` the first time), indented by `pad`.
-fn reads(t: &CoopTile, k0: &str, declare: bool, pad: &str) -> String {
-    let (la, lw) = t.loads();
-    let decl = if declare { "var " } else { "" };
-    let mut r = String::new();
-    for q in 0..la {
-        let i = q * t.invocations();
-        r.push_str(&format!(
-            "{pad}{decl}a{q} = read_a(t + {i}u, row0, {k0}, abase);\n"
-        ));
-    }
-    for q in 0..lw {
-        let i = q * t.invocations();
-        r.push_str(&format!(
-            "{pad}{decl}w{q} = read_w(t + {i}u, col0, {k0}, wbase);\n"
-        ));
-    }
-    r
-}
-
-/// The registers `a*` / `w*` into staging buffer `stage`.
-fn stores(t: &CoopTile, stage: &str, pad: &str) -> String {
-    let (la, lw) = t.loads();
-    let mut r = String::new();
-    for q in 0..la {
-        let i = q * t.invocations();
-        r.push_str(&format!("{pad}stage_a(t + {i}u, a{q}, {stage});\n"));
-    }
-    for q in 0..lw {
-        let i = q * t.invocations();
-        r.push_str(&format!("{pad}stage_b(t + {i}u, w{q}, {stage});\n"));
-    }
-    r
-}
-
-/// One staging buffer: barrier, stage the registers, barrier, read the
-/// next block into registers, multiply (left open for
-/// [`multiply_block`]). `cur` names the buffer multiplied.
-fn main_loop_single(s: &mut String, t: &CoopTile, global: bool) {
-    s.push_str(&reads(t, "0u", true, "    "));
-    s.push_str("    for (var k0 = 0u; k0 < p.k; k0 += KT) {\n        workgroupBarrier();\n");
-    s.push_str(&stores(t, "0u", "        "));
-    s.push_str("        workgroupBarrier();\n        let cur = 0u;\n        let next = k0 + KT;\n");
-    if global {
-        s.push_str("        if (next < p.k) {\n");
-        s.push_str(&reads(t, "next", false, "            "));
-        s.push_str("        }\n");
-    }
-}
-
-/// Two staging buffers: block 0 is staged before the loop; each iteration
-/// reads the next block into registers, multiplies the current buffer
-/// ([`multiply_block`]) and then stages the registers into the other
-/// buffer, with one barrier at the end. A buffer is written only after
-/// the barrier that ends the iteration which last read it.
-fn main_loop_double(s: &mut String, t: &CoopTile, global: bool) {
-    s.push_str(&reads(t, "0u", true, "    "));
-    s.push_str(&stores(t, "0u", "    "));
-    s.push_str("    workgroupBarrier();\n");
-    s.push_str("    for (var k0 = 0u; k0 < p.k; k0 += KT) {\n");
-    s.push_str("        let cur = (k0 / KT) % 2u;\n        let next = k0 + KT;\n");
-    if global {
-        s.push_str("        if (next < p.k) {\n");
-        s.push_str(&reads(t, "next", false, "            "));
-        s.push_str("        }\n");
-    }
-}
-
-/// [`GemmProbe::MmaOnly`]: stage block 0, load its first operand tiles
-/// once, then only multiply-add, as many times as the full kernel does
-/// (k / 16 steps).
-fn mma_only_loop(s: &mut String, t: &CoopTile, form: Form) {
-    s.push_str(&reads(t, "0u", true, "    "));
-    s.push_str(&stores(t, "0u", "    "));
-    s.push_str("    workgroupBarrier();\n    let cur = 0u;\n    let kk = 0u;\n");
-    operand_loads(s, t, form, "    ");
-    s.push_str("    for (var k0 = 0u; k0 < p.k; k0 += 16u) {\n");
-    multiply_adds(s, t, form.dialect, "        ");
-}
-
-/// The `tm` A and `tn` B tile loads of k step `kk` of buffer `cur`.
-fn operand_loads(s: &mut String, t: &CoopTile, form: Form, pad: &str) {
-    let d = form.dialect;
-    for i in 0..t.tm {
-        let at = format!("cur * BM * LDS + (sm + {}u) * LDS + kk", 16 * i);
-        let load = d.load(Role::A, true, "sa", &at, "LDS");
-        s.push_str(&format!("{pad}let x{i} = {load};\n"));
-    }
-    for j in 0..t.tn {
-        // B = w^T: column-major out of `[col][k]`, row-major out of `[k][col]`.
-        let load = match form.w_by_k {
-            false => {
-                let at = format!("cur * BN * LDS + (sn + {}u) * LDS + kk", 16 * j);
-                d.load(Role::B, false, "sb", &at, "LDS")
-            }
-            true => {
-                let at = format!("cur * KT * LDB + kk * LDB + sn + {}u", 16 * j);
-                d.load(Role::B, true, "sb", &at, "LDB")
-            }
-        };
-        s.push_str(&format!("{pad}let y{j} = {load};\n"));
-    }
-}
-
-/// The `tm x tn` multiply-adds of one k step.
-fn multiply_adds(s: &mut String, t: &CoopTile, d: CoopDialect, pad: &str) {
-    for i in 0..t.tm {
-        for j in 0..t.tn {
-            let c = format!("c{i}_{j}");
-            let mma = d.mma(&format!("x{i}"), &format!("y{j}"), &c);
-            s.push_str(&format!("{pad}{c} = {mma};\n"));
-        }
-    }
-}
-
-/// The multiply of staging buffer `cur` (`multiply` false: the k steps
-/// without tile loads or multiply-adds, [`GemmProbe::MemoryOnly`]); closes
-/// the double-buffered iteration with its stores and barrier.
-fn multiply_block(s: &mut String, t: &CoopTile, form: Form, multiply: bool) {
-    if multiply {
-        s.push_str("        for (var kk = 0u; kk < KT; kk += 16u) {\n");
-        operand_loads(s, t, form, "            ");
-        multiply_adds(s, t, form.dialect, "            ");
-        s.push_str("        }\n");
-    }
-    if t.stages > 1 {
-        s.push_str("        if (next < p.k) {\n");
-        s.push_str(&stores(t, "1u - cur", "            "));
-        s.push_str("        }\n        workgroupBarrier();\n");
-    }
-}
-
-/// Writes the accumulators `t.epilogue` at a time: each subgroup stores
-/// them into its f32 tiles, then its lanes apply the epilogue; every
-/// subgroup calls the barriers at the same points (uniform control flow).
-fn epilogue_rounds(s: &mut String, t: &CoopTile, d: CoopDialect) {
-    s.push_str("    let obase = start(p.lo, wid.z);\n");
-    let tiles: alloc::vec::Vec<(u32, u32)> = (0..t.tm)
-        .flat_map(|i| (0..t.tn).map(move |j| (i, j)))
-        .collect();
-    for round in tiles.chunks(t.epilogue as usize) {
-        let mut r0 = alloc::vec::Vec::new();
-        let mut c0 = alloc::vec::Vec::new();
-        for (slot, &(i, j)) in round.iter().enumerate() {
-            let at = format!("(sg * EPI + {slot}u) * 256u");
-            s.push_str(&format!(
-                "    {}\n",
-                d.store(&format!("c{i}_{j}"), "sc", &at, "16u")
-            ));
-            r0.push(format!("row0 + sm + {}u", 16 * i));
-            c0.push(format!("col0 + sn + {}u", 16 * j));
-        }
-        // A short last round repeats its first tile in the unused slots
-        // (they are not written: `count` stops before them).
-        while r0.len() < t.epilogue as usize {
-            r0.push(r0[0].clone());
-            c0.push(c0[0].clone());
-        }
-        s.push_str("    workgroupBarrier();\n");
-        s.push_str(&format!(
-            "    epilogue(sg, lane, {}u, array<u32, EPI>({}), array<u32, EPI>({}), obase);\n",
-            round.len(),
-            r0.join(", "),
-            c0.join(", ")
-        ));
-        s.push_str("    workgroupBarrier();\n");
-    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod gelu;
 pub mod layernorm;
 pub mod matmul;
 pub mod matmul_coop;
+mod matmul_coop_source;
 pub mod patch_embed;
 pub mod scoring;
 
