@@ -609,7 +609,7 @@ impl GpuContext {
     /// Checks that a storage buffer of `bytes` fits this device's limits.
     pub(crate) fn check_size(&self, what: &str, bytes: u64) -> Result<(), GpuError> {
         let limits = self.device.limits();
-        let binding = u64::from(limits.max_storage_buffer_binding_size);
+        let binding = limits.max_storage_buffer_binding_size;
         let (limit, limit_name) = if binding < limits.max_buffer_size {
             (binding, "max_storage_buffer_binding_size")
         } else {
@@ -1274,7 +1274,7 @@ mod tests {
         let Some(ctx) = fresh() else { return };
         let limits = ctx.limits();
         // Caught on the host before wgpu sees it.
-        let binding = u64::from(limits.max_storage_buffer_binding_size);
+        let binding = limits.max_storage_buffer_binding_size;
         let e = pollster::block_on(ctx.storage("the wide activations", binding + 16));
         let msg = e.expect_err("over the binding limit").to_string();
         assert!(

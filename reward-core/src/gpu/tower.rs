@@ -134,7 +134,7 @@ impl GpuLinear {
         (in_dim, out_dim): (usize, usize),
         with_bias: bool,
     ) -> Result<Self, GpuError> {
-        Self::load_stacked(ctx, &[vb.clone()], in_dim, out_dim, with_bias).await
+        Self::load_stacked(ctx, core::slice::from_ref(vb), in_dim, out_dim, with_bias).await
     }
 
     /// Several layers of one input width stacked into one (q, k, v -> qkv).
