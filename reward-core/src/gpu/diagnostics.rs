@@ -13,6 +13,7 @@ use super::context::{GpuContext, Precision};
 use super::error::GpuError;
 use super::kernels::matmul::{Gemm, matmul};
 use super::kernels::matmul_coop::{GemmProbe, covers};
+use super::kernels::pattern;
 
 /// One probe's time.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,19 +87,6 @@ fn bytes(ctx: &GpuContext, count: usize) -> u64 {
         Precision::F32 => 4,
     };
     (count * size) as u64
-}
-
-/// Values in [-1, 1) from a fixed linear congruential sequence.
-fn pattern(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
 }
 
 #[cfg(test)]

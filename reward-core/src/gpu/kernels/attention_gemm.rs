@@ -378,16 +378,9 @@ mod tests {
     /// tile, chunks starting mid-batch, NaN in the scratch.
     #[test]
     fn values_in_place_on_the_emulated_cooperative_gemm() {
-        let Some(plain) = super::super::testing::context(crate::gpu::Precision::F16) else {
+        let Some((_, options)) = super::super::testing::emulation("emulated attention GEMMs")
+        else {
             return;
-        };
-        if plain.coop().is_some() {
-            return; // The tests above run the real cooperative path.
-        }
-        let options = crate::gpu::GpuOptions {
-            precision: Some(crate::gpu::Precision::F16),
-            emulate_cooperative_matrix: true,
-            ..crate::gpu::GpuOptions::default()
         };
         let f16 = crate::gpu::Precision::F16;
         for values_in_place in [true, false] {

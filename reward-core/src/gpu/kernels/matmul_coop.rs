@@ -346,7 +346,7 @@ mod tests {
     use super::super::super::context::shader_source;
     use super::super::matmul::matmul;
     use super::super::matmul::tests::{check, check_on, check_strided_on};
-    use super::super::testing::{compile_coop, context};
+    use super::super::testing::{compile_coop, context, emulation};
     use super::*;
 
     /// A tile's kernel exactly as the device would compile it.
@@ -654,22 +654,15 @@ mod tests {
     #[test]
     fn every_tile_matches_the_cpu_reference_when_emulated() {
         use crate::gpu::{GpuContext, GpuOptions};
-        let Some(plain) = context(Precision::F16) else {
-            std::eprintln!("emulated coop parity SKIPPED: no f16 adapter");
+        let Some((plain, base)) = emulation("emulated coop parity") else {
             return;
         };
-        if plain.coop().is_some() {
-            std::eprintln!("emulated coop parity SKIPPED: the adapter has cooperative matrices");
-            return;
-        }
         let mut ran = alloc::vec::Vec::new();
         for tile in COOP_TILES {
             let options = GpuOptions {
-                precision: Some(Precision::F16),
                 coop_tile: Some(tile),
                 coop_batched_tile: (32 % tile.kt == 0).then_some(tile),
-                emulate_cooperative_matrix: true,
-                ..GpuOptions::default()
+                ..base.clone()
             };
             let ctx = match GpuContext::new(&options) {
                 Ok(ctx) => ctx,

@@ -44,6 +44,23 @@ pub(crate) fn u32_of(value: usize, what: &str) -> Result<u32, super::GpuError> {
 
 /// Shared helpers of the kernel tests: one context per precision for the
 /// whole test binary, deterministic data, and the tolerance check.
+/// `len` values in [-1, 1) from a fixed linear congruential sequence: test
+/// data and the operands of `gpu::probe_gemm`.
+#[cfg(any(test, not(target_arch = "wasm32")))]
+pub(crate) fn pattern(len: usize, seed: u64) -> alloc::vec::Vec<f32> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
 #[cfg(test)]
 pub(crate) mod testing {
     use alloc::vec::Vec;
@@ -111,17 +128,28 @@ pub(crate) mod testing {
 
     /// `len` values in [-1, 1) from a fixed LCG.
     pub(crate) fn data(len: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (0..len)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
+        super::pattern(len, seed)
+    }
+
+    /// The base options of an emulated cooperative-matrix context (f16),
+    /// with the shared f16 test context: `None` (the test skips, saying
+    /// why as `what`) where there is no f16 adapter or the adapter has
+    /// real cooperative matrices (the hardware tests cover it there).
+    pub(crate) fn emulation(what: &str) -> Option<(&'static GpuContext, GpuOptions)> {
+        let Some(plain) = context(Precision::F16) else {
+            std::eprintln!("{what} SKIPPED: no f16 adapter");
+            return None;
+        };
+        if plain.coop().is_some() {
+            std::eprintln!("{what} SKIPPED: the adapter has cooperative matrices");
+            return None;
+        }
+        let options = GpuOptions {
+            precision: Some(Precision::F16),
+            emulate_cooperative_matrix: true,
+            ..GpuOptions::default()
+        };
+        Some((plain, options))
     }
 
     /// The tolerance of a precision: 1e-4 (f32) or 1e-2 (f16), relative to
