@@ -215,13 +215,7 @@ fn kernel_source(dt: u32, dl: CoopDialect) -> String {
             s.push_str(&format!("        s{j} = {mma};\n"));
         }
     }
-    for j in 0..kt {
-        let at = format!("sf + {}u", 16 * j);
-        s.push_str(&format!(
-            "        {}\n",
-            dl.store(&format!("s{j}"), "ss", &at, "LF")
-        ));
-    }
+    store_row_tiles(&mut s, dl, "s", kt, "        ");
     // Online softmax, one invocation per query row.
     s.push_str(
         "        workgroupBarrier();\n        if (lane < 16u) {\n            \
@@ -236,13 +230,7 @@ fn kernel_source(dt: u32, dl: CoopDialect) -> String {
          workgroupBarrier();\n        stage_kv(t, first, k0, 2u, h);\n",
     );
     // Rescale the context through workgroup memory.
-    for j in 0..dt {
-        let at = format!("sf + {}u", 16 * j);
-        s.push_str(&format!(
-            "        {}\n",
-            dl.store(&format!("o{j}"), "ss", &at, "LF")
-        ));
-    }
+    store_row_tiles(&mut s, dl, "o", dt, "        ");
     s.push_str(
         "        workgroupBarrier();\n        for (var e = lane; e < 16u * D; e += 32u) {\n            \
          let r = e / D;\n            ss[sf + r * LF + e % D] *= row_a[qr + r];\n        }\n        \
@@ -266,13 +254,7 @@ fn kernel_source(dt: u32, dl: CoopDialect) -> String {
         }
     }
     s.push_str("    }\n    workgroupBarrier();\n");
-    for j in 0..dt {
-        let at = format!("sf + {}u", 16 * j);
-        s.push_str(&format!(
-            "    {}\n",
-            dl.store(&format!("o{j}"), "ss", &at, "LF")
-        ));
-    }
+    store_row_tiles(&mut s, dl, "o", dt, "    ");
     s.push_str(
         "    workgroupBarrier();\n    for (var e = lane; e < 16u * D; e += 32u) {\n        \
          let r = e / D;\n        let q = q0 + qr + r;\n        if (q < p.len) {\n            \
@@ -280,6 +262,16 @@ fn kernel_source(dt: u32, dl: CoopDialect) -> String {
          }\n    }\n}\n",
     );
     s
+}
+
+/// Stores accumulators `{name}0 .. {name}{count - 1}` side by side into
+/// the subgroup's f32 rows of `ss` (16 columns each), indented by `pad`.
+fn store_row_tiles(s: &mut String, dl: CoopDialect, name: &str, count: u32, pad: &str) {
+    for j in 0..count {
+        let at = format!("sf + {}u", 16 * j);
+        let store = dl.store(&format!("{name}{j}"), "ss", &at, "LF");
+        s.push_str(&format!("{pad}{store}\n"));
+    }
 }
 
 #[cfg(test)]
@@ -290,7 +282,7 @@ mod tests {
     use super::super::super::context::shader_source;
     use super::super::attention::tests::reference;
     use super::super::testing::{
-        assert_close, compile_coop, context, data, run, tolerance, upload,
+        assert_close, compile_coop, context, data, emulation, run, tolerance, upload,
     };
     use super::*;
 
@@ -354,17 +346,8 @@ mod tests {
     /// lavapipe in CI, where 32 queries per workgroup fit).
     #[test]
     fn flash_attention_matches_the_cpu_reference_when_emulated() {
-        let Some(plain) = context(Precision::F16) else {
+        let Some((_, options)) = emulation("emulated flash parity") else {
             return;
-        };
-        if plain.coop().is_some() {
-            std::eprintln!("emulated flash parity SKIPPED: the adapter has cooperative matrices");
-            return;
-        }
-        let options = crate::gpu::GpuOptions {
-            precision: Some(Precision::F16),
-            emulate_cooperative_matrix: true,
-            ..crate::gpu::GpuOptions::default()
         };
         let ctx = crate::gpu::GpuContext::new(&options).expect("emulated context");
         assert!(

@@ -126,9 +126,7 @@ fn main_loop_single(s: &mut String, t: &CoopTile, global: bool) {
     s.push_str(&stores(t, "0u", "        "));
     s.push_str("        workgroupBarrier();\n        let cur = 0u;\n        let next = k0 + KT;\n");
     if global {
-        s.push_str("        if (next < p.k) {\n");
-        s.push_str(&reads(t, "next", false, "            "));
-        s.push_str("        }\n");
+        prefetch(s, t);
     }
 }
 
@@ -138,25 +136,35 @@ fn main_loop_single(s: &mut String, t: &CoopTile, global: bool) {
 /// buffer, with one barrier at the end. A buffer is written only after
 /// the barrier that ends the iteration which last read it.
 fn main_loop_double(s: &mut String, t: &CoopTile, global: bool) {
-    s.push_str(&reads(t, "0u", true, "    "));
-    s.push_str(&stores(t, "0u", "    "));
-    s.push_str("    workgroupBarrier();\n");
+    stage_first_block(s, t);
     s.push_str("    for (var k0 = 0u; k0 < p.k; k0 += KT) {\n");
     s.push_str("        let cur = (k0 / KT) % 2u;\n        let next = k0 + KT;\n");
     if global {
-        s.push_str("        if (next < p.k) {\n");
-        s.push_str(&reads(t, "next", false, "            "));
-        s.push_str("        }\n");
+        prefetch(s, t);
     }
+}
+
+/// Inside the loop: the next k block's global reads into the registers
+/// (issued before the multiply that hides their latency).
+fn prefetch(s: &mut String, t: &CoopTile) {
+    s.push_str("        if (next < p.k) {\n");
+    s.push_str(&reads(t, "next", false, "            "));
+    s.push_str("        }\n");
+}
+
+/// Before the loop: block 0 read and staged into buffer 0.
+fn stage_first_block(s: &mut String, t: &CoopTile) {
+    s.push_str(&reads(t, "0u", true, "    "));
+    s.push_str(&stores(t, "0u", "    "));
+    s.push_str("    workgroupBarrier();\n");
 }
 
 /// [`GemmProbe::MmaOnly`]: stage block 0, load its first operand tiles
 /// once, then only multiply-add, as many times as the full kernel does
 /// (k / 16 steps).
 fn mma_only_loop(s: &mut String, t: &CoopTile, form: Form) {
-    s.push_str(&reads(t, "0u", true, "    "));
-    s.push_str(&stores(t, "0u", "    "));
-    s.push_str("    workgroupBarrier();\n    let cur = 0u;\n    let kk = 0u;\n");
+    stage_first_block(s, t);
+    s.push_str("    let cur = 0u;\n    let kk = 0u;\n");
     operand_loads(s, t, form, "    ");
     s.push_str("    for (var k0 = 0u; k0 < p.k; k0 += 16u) {\n");
     multiply_adds(s, t, form.dialect, "        ");
