@@ -181,7 +181,8 @@ pub(crate) async fn matmul(
     out: &wgpu::Buffer,
 ) -> Result<Dispatch, GpuError> {
     let params = params(g, bias.is_some())?;
-    if g.w_by_k.is_some() && !super::matmul_coop::covers(ctx, g) {
+    let coop = super::matmul_coop::covers(ctx, g);
+    if g.w_by_k.is_some() && !coop {
         return Err(GpuError::Input(alloc::format!(
             "gemm {}x{}x{} with a k-major w needs the cooperative GEMM ({})",
             g.m,
@@ -190,7 +191,7 @@ pub(crate) async fn matmul(
             ctx.gemm_kernel()
         )));
     }
-    if super::matmul_coop::covers(ctx, g) {
+    if coop {
         // `None`: the cooperative pipeline did not compile; the context
         // has recorded why and the tiled kernel runs from now on.
         if let Some(d) = super::matmul_coop::matmul_coop(ctx, g, &params, a, w, bias, out).await? {
