@@ -37,12 +37,7 @@ if [ "${1:-}" = "--tiny" ]; then MODEL=tiny; BATCH=${BATCH_TINY:-4}; REPEATS=2; 
 PY=${PY:-python3}
 BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release/gpu_device_bench}
 DIR=${BENCH_DIR:-/tmp/fisao-gpu-bench}/$MODEL
-export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
-if [ -d .gl ] && ! ldconfig -p | grep -q libvulkan.so.1; then
-  for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
-fi
-ICD=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-if [ -f "$ICD" ] && [ -z "${VK_DRIVER_FILES:-}" ]; then export VK_DRIVER_FILES=$ICD; fi
+. benches/vulkan_env.sh
 
 echo "date: $(date -u +%FT%TZ); model: $MODEL; batch: $BATCH; repeats: $REPEATS (best of)"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true

@@ -40,12 +40,7 @@ fi
 
 OUT=${OUT:-device-out}
 mkdir -p "$OUT"
-export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
-if [ -d .gl ] && ! ldconfig -p | grep -q libvulkan.so.1; then
-  for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
-fi
-ICD=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-if [ -f "$ICD" ] && [ -z "${VK_DRIVER_FILES:-}" ]; then export VK_DRIVER_FILES=$ICD; fi
+. benches/vulkan_env.sh
 
 # watch NAME SECONDS CMD...: runs CMD, and if it outlives SECONDS records its threads.
 watch() {
