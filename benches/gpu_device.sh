@@ -19,7 +19,10 @@
 #                                        # SWEEP_BATCHED="c d": also each attention-
 #                                        # product shape with the default linear one,
 #                                        # FISAO_GPU_BATCHED_TILE; SWEEP_V_COPY=1: also
-#                                        # the attention's values copied to v^T first)
+#                                        # the attention's values copied to v^T first;
+#                                        # SWEEP_SHADER=1: also the default without naga's
+#                                        # bounds checks, without clearing workgroup
+#                                        # memory, and without both)
 # The wgpu JSON line's "gemm" names the GEMM kernel that ran ("coop-16x16x16-f16-f32"
 # where the adapter has cooperative matrices, else "tiled-f32").
 # The wgpu JSON line has "per_call": submissions, dispatches, buffers, bind groups,
@@ -62,6 +65,12 @@ if [ "${SWEEP:-0}" = 1 ]; then
   if [ "${SWEEP_V_COPY:-0}" = 1 ]; then
     line=$(FISAO_GPU_V_IN_PLACE=0 FISAO_GPU_ATTENTION=gemm timeout 120 "$BIN" "$DIR" "$BATCH" "$REPEATS" ${PRECISION:-} | tail -1) || line="failed: $?"
     echo "sweep default v-copy: $line"
+  fi
+  if [ "${SWEEP_SHADER:-0}" = 1 ]; then
+    for setting in "FISAO_GPU_BOUNDS_CHECKS=0" "FISAO_GPU_ZERO_WORKGROUP=0" "FISAO_GPU_BOUNDS_CHECKS=0 FISAO_GPU_ZERO_WORKGROUP=0"; do
+      line=$(env $setting FISAO_GPU_ATTENTION=gemm timeout 120 "$BIN" "$DIR" "$BATCH" "$REPEATS" ${PRECISION:-} | tail -1) || line="failed: $?"
+      echo "sweep default $setting: $line"
+    done
   fi
   for batched in ${SWEEP_BATCHED:-}; do
     line=$(FISAO_GPU_BATCHED_TILE=$batched FISAO_GPU_ATTENTION=gemm timeout 120 "$BIN" "$DIR" "$BATCH" "$REPEATS" ${PRECISION:-} | tail -1) || line="failed: $?"

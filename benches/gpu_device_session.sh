@@ -7,7 +7,9 @@
 #      there) before killing it: the session-5 hang left nothing to read;
 #   2. GEMM probes (gpu_device_bench --probe: which part of the tensor-core GEMM bounds it);
 #   3. the benchmark (benches/gpu_device.sh: wgpu vs PyTorch CUDA fp16, parity) and a
-#      sweep of the cooperative GEMM variants (SESSION_TILES).
+#      sweep of the cooperative GEMM variants (SESSION_TILES), the attention-product
+#      shapes (SESSION_BATCHED), the v^T copy and the kernels without bounds checks or
+#      workgroup clearing (SWEEP_SHADER).
 #
 # Here, on the dev box (builds and strips both binaries into .devbin/, ~10 min cold):
 #   bash benches/gpu_device_session.sh --prepare
@@ -79,11 +81,15 @@ for tile in ${PROBE_TILES:-128x128/64x64 128x128/64x64-db 128x128/64x64-e2 128x1
   FISAO_GPU_COOP_TILE=$tile timeout 120 .devbin/gpu_device_bench --probe ${PROBE_ARGS:-20} >> "$OUT/probe.log" 2>&1
   echo "probe $tile: exit $?"
 done
-grep -E '"probe"' "$OUT/probe.log" | sed -E 's/.*"probe": "([^"]*)", "layer": "([^"]*)".*"gemm": "([^"]*)".*"tflops": ([0-9.]*).*/\3 \2 \1 \4 TFLOP\/s/'
+# The default shape again without bounds checks and workgroup clearing (GpuOptions::
+# shader_bounds_checks, zero_workgroup_memory): do the clamped scalar stores cost?
+FISAO_GPU_BOUNDS_CHECKS=0 FISAO_GPU_ZERO_WORKGROUP=0 timeout 120 .devbin/gpu_device_bench --probe ${PROBE_ARGS:-20} >> "$OUT/probe.log" 2>&1
+echo "probe default, unchecked: exit $?"
+grep -E '"probe"' "$OUT/probe.log" | sed -E 's/.*"probe": "([^"]*)", "layer": "([^"]*)".*"gemm": "([^"]*)", "bounds_checks": ([a-z]*).*"tflops": ([0-9.]*).*/\3 \2 \1 checks=\4 \5 TFLOP\/s/'
 
 SESSION_TILES=${SESSION_TILES:-"128x128/64x64 128x128/64x64-db 128x128/64x64-e2 128x128/64x64-v4 128x128/64x64-k16-db 128x128/32x64-db 128x128/32x64-k64"}
 SESSION_BATCHED=${SESSION_BATCHED:-"64x64/32x32-v4 64x64/32x32-e2-v4 64x64/32x32-db-e2"}
-PROFILE=${PROFILE:-1} SWEEP=1 SWEEP_TILES="$SESSION_TILES" SWEEP_BATCHED="$SESSION_BATCHED" SWEEP_V_COPY=1 BIN=.devbin/gpu_device_bench \
+PROFILE=${PROFILE:-1} SWEEP=1 SWEEP_TILES="$SESSION_TILES" SWEEP_BATCHED="$SESSION_BATCHED" SWEEP_V_COPY=1 SWEEP_SHADER=1 BIN=.devbin/gpu_device_bench \
   timeout 360 bash benches/gpu_device.sh > "$OUT/bench.log" 2> "$OUT/profile.log"
 echo "bench: exit $?"
 grep -E '"side"|ratio|parity|tile' "$OUT/bench.log" | cut -c1-260

@@ -254,6 +254,65 @@ fn image_tower_on_tensor_core_kernels_matches_the_cpu_path() {
     );
 }
 
+/// `GpuOptions::shader_bounds_checks` and `zero_workgroup_memory` off (the
+/// device A/B settings) change no value: every kernel of both towers, on
+/// the portable f32 path and on the emulated tensor-core path, gives the
+/// same bits as with the checks and the zeroing on. A kernel that reads
+/// workgroup memory before writing it, or indexes past an array (which the
+/// checks clamp), would differ here or miss the CPU reference.
+#[test]
+fn towers_without_bounds_checks_or_zeroed_workgroup_memory_give_the_same_bits() {
+    let configs = [
+        (Precision::F32, false, 1e-4f32),
+        (Precision::F16, true, 1e-2),
+    ];
+    for (precision, emulate, tol) in configs {
+        let open = |trusted: bool| {
+            GpuContext::new(&GpuOptions {
+                precision: Some(precision),
+                emulate_cooperative_matrix: emulate,
+                shader_bounds_checks: !trusted,
+                zero_workgroup_memory: !trusted,
+                ..GpuOptions::default()
+            })
+        };
+        let (Ok(checked), Ok(trusted)) = (open(false), open(true)) else {
+            assert!(context(precision).is_none(), "{precision:?} opened before");
+            continue;
+        };
+        for name in ["tiny-quickgelu", "tiny-gelu-legacy-sharded"] {
+            let what = |part: &str| format!("{name} {precision:?} {part}");
+            let cpu = ClipModel::load(&fixture(name)).expect("cpu model");
+            let v = &cpu.config().vision_config;
+            let n = 3;
+            let px = pixels(n * v.num_channels * v.image_size * v.image_size, 23);
+            let run = |ctx: &GpuContext| {
+                let gpu = GpuClipModel::load(ctx, &fixture(name)).expect("gpu model");
+                let images = gpu.embed_images(ctx, &px, n).expect("gpu images");
+                let texts = gpu.embed_texts(ctx, TEXTS).expect("gpu texts");
+                (images, texts.embeddings)
+            };
+            let (want_images, want_texts) = run(&checked);
+            let (images, texts) = run(&trusted);
+            assert_eq!(
+                images.as_slice(),
+                want_images.as_slice(),
+                "{}",
+                what("images")
+            );
+            assert_eq!(texts.as_slice(), want_texts.as_slice(), "{}", what("texts"));
+            let cpu_images = cpu.embed_images(&px, n).expect("cpu images");
+            assert_close(&images, &cpu_images, tol, &what("images vs cpu"));
+        }
+        assert_eq!(
+            trusted.gemm_kernel().starts_with("coop"),
+            emulate,
+            "{}",
+            trusted.gemm_kernel()
+        );
+    }
+}
+
 #[test]
 fn many_images_span_several_submissions() {
     let Some(ctx) = context(Precision::F32) else {

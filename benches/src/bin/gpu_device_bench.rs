@@ -19,8 +19,11 @@
 //! `FISAO_GPU_COOP_TILE=<name>` picks the cooperative GEMM's block shape
 //! (`reward_core::gpu::COOP_TILES`), `FISAO_GPU_BATCHED_TILE=<name>` the attention
 //! products' one, `FISAO_GPU_V_IN_PLACE=0` copies the attention's values to
-//! `v^T` as before session 6, and `FISAO_GPU_ATTENTION=fused|gemm|flash`
-//! the image tower's attention (default `auto`: GEMMs on tensor cores).
+//! `v^T` as before session 6, `FISAO_GPU_ATTENTION=fused|gemm|flash`
+//! the image tower's attention (default `auto`: GEMMs on tensor cores),
+//! `FISAO_GPU_BOUNDS_CHECKS=0` compiles the kernels without naga's bounds
+//! checks and `FISAO_GPU_ZERO_WORKGROUP=0` without clearing workgroup memory
+//! at launch (both also apply to `--probe`; the JSON names them).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -96,7 +99,7 @@ fn main() -> Result<(), String> {
         coop_tile,
         coop_batched_tile: tile_from_env("FISAO_GPU_BATCHED_TILE")?,
         values_in_place: std::env::var_os("FISAO_GPU_V_IN_PLACE").is_none_or(|v| v != "0"),
-        ..GpuOptions::default()
+        ..shader_options()
     };
     let ctx = GpuContext::new(&options).map_err(|e| format!("{e} (try --backend cpu)"))?;
     let model = GpuClipModel::load(&ctx, &dir).map_err(|e| e.to_string())?;
@@ -132,12 +135,14 @@ fn main() -> Result<(), String> {
     std::fs::write(dir.join("gpu_embeddings.f32"), bytes).map_err(|e| e.to_string())?;
     let info = ctx.adapter_info();
     println!(
-        "{{\"side\": \"wgpu\", \"adapter\": {:?}, \"backend\": \"{:?}\", \"precision\": \"{:?}\", \"gemm\": {:?}, \"attention\": {:?}, \"batch\": {batch}, \"load_s\": {load_s:.3}, \"warmup_s\": {warm_s:.3}, \"best_s\": {best:.4}, \"images_per_s\": {:.3}, \"per_call\": {per_call}, \"profile\": {profile}}}",
+        "{{\"side\": \"wgpu\", \"adapter\": {:?}, \"backend\": \"{:?}\", \"precision\": \"{:?}\", \"gemm\": {:?}, \"attention\": {:?}, \"bounds_checks\": {}, \"zero_workgroup\": {}, \"batch\": {batch}, \"load_s\": {load_s:.3}, \"warmup_s\": {warm_s:.3}, \"best_s\": {best:.4}, \"images_per_s\": {:.3}, \"per_call\": {per_call}, \"profile\": {profile}}}",
         info.name,
         info.backend,
         ctx.precision(),
         ctx.gemm_kernel(),
         ctx.attention_kernel(),
+        options.shader_bounds_checks,
+        options.zero_workgroup_memory,
         batch as f64 / best
     );
     Ok(())
@@ -157,7 +162,7 @@ fn probe(launches: usize, m: usize) -> Result<(), String> {
         coop_tile: tile_from_env("FISAO_GPU_COOP_TILE")?,
         emulate_cooperative_matrix: std::env::var_os("FISAO_GPU_EMULATE_COOP")
             .is_some_and(|v| v == "1"),
-        ..GpuOptions::default()
+        ..shader_options()
     };
     let ctx = GpuContext::new(&options).map_err(|e| e.to_string())?;
     let probes: &[GemmProbe] = match ctx.gemm_kernel().starts_with("coop") {
@@ -176,15 +181,28 @@ fn probe(launches: usize, m: usize) -> Result<(), String> {
             .map_err(|e| format!("{layer}: {e}"))?;
         for t in timings {
             println!(
-                "{{\"probe\": {:?}, \"layer\": {layer:?}, \"m\": {m}, \"n\": {n}, \"k\": {k}, \"gemm\": {:?}, \"ms\": {:.4}, \"tflops\": {:.1}}}",
+                "{{\"probe\": {:?}, \"layer\": {layer:?}, \"m\": {m}, \"n\": {n}, \"k\": {k}, \"gemm\": {:?}, \"bounds_checks\": {}, \"zero_workgroup\": {}, \"ms\": {:.4}, \"tflops\": {:.1}}}",
                 t.probe.name(),
                 t.kernel,
+                options.shader_bounds_checks,
+                options.zero_workgroup_memory,
                 t.seconds * 1e3,
                 t.tflops
             );
         }
     }
     Ok(())
+}
+
+/// The defaults, with `FISAO_GPU_BOUNDS_CHECKS=0` and
+/// `FISAO_GPU_ZERO_WORKGROUP=0` applied.
+fn shader_options() -> GpuOptions {
+    let off = |var: &str| std::env::var_os(var).is_some_and(|v| v == "0");
+    GpuOptions {
+        shader_bounds_checks: !off("FISAO_GPU_BOUNDS_CHECKS"),
+        zero_workgroup_memory: !off("FISAO_GPU_ZERO_WORKGROUP"),
+        ..GpuOptions::default()
+    }
 }
 
 /// The cooperative GEMM block shape named by environment variable `var`.

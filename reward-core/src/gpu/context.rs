@@ -85,6 +85,21 @@ pub struct GpuOptions {
     /// refused by [`GpuContext::new`]. Orders of magnitude slower than
     /// either real path; never for production.
     pub emulate_cooperative_matrix: bool,
+    /// naga's bounds checks on every kernel (the default). On Vulkan with
+    /// `robustBufferAccess2` (NVIDIA, AMD, Mesa) wgpu already leaves buffer
+    /// accesses to the hardware, so `false` only drops the clamps on
+    /// workgroup and local array indices, e.g. the four scalar stores per
+    /// staged `vec4` in the cooperative GEMM, which a clamp keeps the driver
+    /// from merging. Unsafe in general (an out-of-range index is undefined
+    /// behaviour on the device); for device A/B runs only
+    /// (bench `FISAO_GPU_BOUNDS_CHECKS=0`).
+    pub shader_bounds_checks: bool,
+    /// Zero every kernel's workgroup memory at launch, as WebGPU requires
+    /// (the default). The kernels write their workgroup tiles before
+    /// reading them (the tests run them both ways against the CPU), so
+    /// `false` only saves the clearing; for device A/B runs
+    /// (bench `FISAO_GPU_ZERO_WORKGROUP=0`). Browsers always clear.
+    pub zero_workgroup_memory: bool,
 }
 
 /// Which attention kernels run on equal-length, non-causal batches (the
@@ -123,6 +138,8 @@ impl Default for GpuOptions {
             coop_batched_tile: None,
             values_in_place: true,
             emulate_cooperative_matrix: false,
+            shader_bounds_checks: true,
+            zero_workgroup_memory: true,
         }
     }
 }
@@ -200,6 +217,9 @@ pub struct GpuContext {
     coop_tile: CoopTile,
     batched_tile: CoopTile,
     values_in_place: bool,
+    /// [`GpuOptions::shader_bounds_checks`], [`GpuOptions::zero_workgroup_memory`].
+    bounds_checks: bool,
+    zero_workgroup_memory: bool,
     /// The cooperative-matrix configuration the GEMMs use, if any.
     coop: Option<wgpu::CooperativeMatrixProperties>,
     /// Whether the cooperative kernels are emulated in plain WGSL
@@ -331,6 +351,8 @@ impl GpuContext {
             coop_tile,
             batched_tile,
             values_in_place: options.values_in_place,
+            bounds_checks: options.shader_bounds_checks,
+            zero_workgroup_memory: options.zero_workgroup_memory,
             coop,
             coop_emulated,
             shared_limit,
@@ -546,20 +568,26 @@ impl GpuContext {
             label: Some(name),
             source: wgpu::ShaderSource::Wgsl(source.into()),
         };
-        // Bounds checks stay on; naga's forced loop bounding (a 64-bit
-        // counter on every loop, wgpu >= 25) is off: it keeps drivers from
-        // unrolling the kernels' constant-trip loops, which spills the
-        // register tiles to memory (gfx-rs/wgpu#7698 reports 100x).
+        // naga's forced loop bounding (a 64-bit counter on every loop,
+        // wgpu >= 25) is off: it keeps drivers from unrolling the kernels'
+        // constant-trip loops, which spills the register tiles to memory
+        // (gfx-rs/wgpu#7698 reports 100x). Bounds checks stay on unless the
+        // options turn them off for an A/B run.
         let checks = wgpu::ShaderRuntimeChecks {
             force_loop_bounding: false,
+            bounds_checks: self.bounds_checks,
             ..wgpu::ShaderRuntimeChecks::checked()
         };
         // SAFETY: with `force_loop_bounding` off the caller must not pass
-        // infinite loops. Every loop in this crate's kernels (kernels/*.wgsl)
-        // counts an unsigned index up by a positive step to a bound taken
-        // from the params, and the bounds are sizes checked on the host to fit
-        // u32 with room for one step (buffers are far below 2^32 elements),
-        // so each terminates. All other runtime checks stay enabled.
+        // infinite loops. Every loop in this crate's kernels (kernels/*.wgsl
+        // and the generated ones) counts an unsigned index up by a positive
+        // step to a bound taken from the params, and the bounds are sizes
+        // checked on the host to fit u32 with room for one step (buffers are
+        // far below 2^32 elements), so each terminates. With bounds checks
+        // off (`GpuOptions::shader_bounds_checks`, documented as unsafe,
+        // never the default) every index must be in range; the kernels'
+        // indices are computed from host-checked shapes, and the tests run
+        // them with checks on, where a clamped index gives wrong values.
         let compile = || {
             let module = unsafe { self.device.create_shader_module_trusted(descriptor, checks) };
             self.device
@@ -568,7 +596,10 @@ impl GpuContext {
                     layout: None,
                     module: &module,
                     entry_point: Some("main"),
-                    compilation_options: Default::default(),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        zero_initialize_workgroup_memory: self.zero_workgroup_memory,
+                        ..Default::default()
+                    },
                     cache: None,
                 })
         };
