@@ -316,7 +316,7 @@ impl GpuContext {
         } else if coop.is_some() {
             // Only the tensor-core path asks for more than the WebGPU
             // defaults; every other device opens exactly as before.
-            features |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SUBGROUP;
+            features |= coop_features(&coop_tile, &batched_tile);
             limits.max_compute_workgroup_storage_size =
                 coop_shared_bytes(&coop_tile, &batched_tile);
             // SAFETY: wgpu marks cooperative matrices experimental (its
@@ -1109,6 +1109,16 @@ fn coop_shared_bytes(tile: &CoopTile, batched: &CoopTile) -> u32 {
     tile.shared_bytes().max(batched.shared_bytes()).max(flash)
 }
 
+/// The features the tensor-core kernels need on top of f16 (subgroup
+/// barriers only for the `-sb` block shapes).
+fn coop_features(tile: &CoopTile, batched: &CoopTile) -> wgpu::Features {
+    let mut f = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SUBGROUP;
+    if tile.subgroup_epilogue || batched.subgroup_epilogue {
+        f |= wgpu::Features::SUBGROUP_BARRIER;
+    }
+    f
+}
+
 /// The configuration the cooperative GEMM needs, if `adapter` has it:
 /// 16 x 16 x 16 tiles of f16 with f32 accumulation, subgroups of exactly
 /// 32 (the kernel splits 256 invocations into 8 subgroups), and room for
@@ -1118,9 +1128,7 @@ fn coop_config(
     tile: &CoopTile,
     batched: &CoopTile,
 ) -> Option<wgpu::CooperativeMatrixProperties> {
-    let needed = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
-        | wgpu::Features::SUBGROUP
-        | wgpu::Features::SHADER_F16;
+    let needed = coop_features(tile, batched) | wgpu::Features::SHADER_F16;
     let info = adapter.get_info();
     let fits = adapter.features().contains(needed)
         && info.subgroup_min_size == 32

@@ -97,6 +97,17 @@ impl CoopDialect {
         }
     }
 
+    /// The barrier between a subgroup's epilogue stores and its lanes'
+    /// reads (`subgroup`: [`super::matmul_coop::CoopTile::subgroup_epilogue`]).
+    /// Emulated "subgroups" are 32 invocations by index, possibly several
+    /// real subgroups, so they always meet at a workgroup barrier.
+    pub(crate) fn epilogue_barrier(self, subgroup: bool) -> &'static str {
+        match (self, subgroup) {
+            (CoopDialect::Hardware, true) => "subgroupBarrier();",
+            _ => "workgroupBarrier();",
+        }
+    }
+
     /// The type of an f32 accumulator (for function parameters).
     pub(crate) fn acc_type(self) -> &'static str {
         match self {

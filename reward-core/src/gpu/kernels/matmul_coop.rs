@@ -67,6 +67,12 @@ pub struct CoopTile {
     /// Write the output four columns at a time (8-byte loads and stores)
     /// where the GEMM's output layout allows, else one at a time.
     pub store4: bool,
+    /// Synchronise the epilogue rounds with subgroup barriers instead of
+    /// workgroup ones: each subgroup's staging tiles are its own, so only
+    /// its 32 lanes need to meet (needs the adapter's
+    /// `SUBGROUP_BARRIER`; the emulated dialect keeps workgroup barriers,
+    /// since its "subgroups" of 32 may span several real ones).
+    pub subgroup_epilogue: bool,
 }
 
 impl CoopTile {
@@ -82,6 +88,7 @@ impl CoopTile {
             stages: 1,
             epilogue: 1,
             store4: false,
+            subgroup_epilogue: false,
         }
     }
 
@@ -104,6 +111,15 @@ impl CoopTile {
             ..self
         }
     }
+
+    /// The same shape with subgroup barriers around its epilogue rounds.
+    const fn subgroup_synced(self, name: &'static str) -> Self {
+        Self {
+            name,
+            subgroup_epilogue: true,
+            ..self
+        }
+    }
 }
 
 /// The block shapes, the default first. On a lent H200 (docs/perf.md,
@@ -114,9 +130,12 @@ impl CoopTile {
 /// buffered), `-e2` (two accumulators per epilogue round), `-v4` (output
 /// written four columns at a time) and `-k16` variants were added in
 /// session 6 without a GPU: correct on the emulated path (lavapipe), not
-/// yet timed. `GpuOptions::coop_batched_tile` picks the attention
-/// products' shape among those with a k step of 16 or 32.
-pub const COOP_TILES: [CoopTile; 15] = [
+/// yet timed. The `-sb` variants (session 7, also untimed) meet at
+/// subgroup barriers in the epilogue: 2 workgroup barriers per
+/// accumulator otherwise, as many as the main loop of a k = 512 GEMM, and
+/// the bulk of the attention products' (k = 64). `GpuOptions::coop_batched_tile`
+/// picks the attention products' shape among those with a k step of 16 or 32.
+pub const COOP_TILES: [CoopTile; 18] = [
     CoopTile::new("128x128/64x64", 128, 128, 4, 4, 32),
     CoopTile::new("128x128/32x64", 128, 128, 2, 4, 32),
     CoopTile::new("128x256/64x64", 128, 256, 4, 4, 32),
@@ -134,6 +153,14 @@ pub const COOP_TILES: [CoopTile; 15] = [
     CoopTile::new("64x64/32x32", 64, 64, 2, 2, 32)
         .variant("64x64/32x32-e2-v4", 1, 2)
         .wide("64x64/32x32-e2-v4"),
+    CoopTile::new("128x128/64x64", 128, 128, 4, 4, 32).subgroup_synced("128x128/64x64-sb"),
+    CoopTile::new("64x64/32x32", 64, 64, 2, 2, 32)
+        .wide("64x64/32x32-v4")
+        .subgroup_synced("64x64/32x32-v4-sb"),
+    CoopTile::new("128x128/64x64", 128, 128, 4, 4, 32)
+        .variant("128x128/64x64-db", 2, 1)
+        .wide("128x128/64x64-db-v4")
+        .subgroup_synced("128x128/64x64-db-v4-sb"),
 ];
 
 /// The block shape of batched GEMMs with a weight per batch (the attention
@@ -369,13 +396,23 @@ mod tests {
         for tile in COOP_TILES {
             for probe in GemmProbe::ALL {
                 let what = alloc::format!("{} {}", tile.name, probe.name());
-                let hw = compile_coop(&source(&tile, CoopDialect::Hardware, probe), &what);
+                let hw_source = source(&tile, CoopDialect::Hardware, probe);
+                // Only the `-sb` tiles' hardware form meets at subgroup
+                // barriers (the emulated one cannot: its subgroups are by index).
+                assert_eq!(
+                    hw_source.contains("subgroupBarrier"),
+                    tile.subgroup_epilogue,
+                    "{what}"
+                );
+                let emulated_source = source(&tile, CoopDialect::Emulated, probe);
+                assert!(!emulated_source.contains("subgroupBarrier"), "{what}");
+                let hw = compile_coop(&hw_source, &what);
                 assert!(
                     hw.needs_coop,
                     "{what}: hardware form without the capability"
                 );
                 assert_eq!(hw.shared, tile.shared_bytes(), "{what}");
-                let emu = compile_coop(&source(&tile, CoopDialect::Emulated, probe), &what);
+                let emu = compile_coop(&emulated_source, &what);
                 assert!(
                     !emu.needs_coop,
                     "{what}: emulated form needs the capability"

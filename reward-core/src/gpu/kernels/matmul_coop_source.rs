@@ -248,13 +248,14 @@ fn epilogue_rounds(s: &mut String, t: &CoopTile, d: CoopDialect) {
             r0.push(r0[0].clone());
             c0.push(c0[0].clone());
         }
-        s.push_str("    workgroupBarrier();\n");
+        let barrier = d.epilogue_barrier(t.subgroup_epilogue);
+        s.push_str(&format!("    {barrier}\n"));
         s.push_str(&format!(
             "    epilogue(sg, lane, {}u, array<u32, EPI>({}), array<u32, EPI>({}), obase);\n",
             round.len(),
             r0.join(", "),
             c0.join(", ")
         ));
-        s.push_str("    workgroupBarrier();\n");
+        s.push_str(&format!("    {barrier}\n"));
     }
 }

@@ -205,7 +205,8 @@ pub(crate) mod testing {
         let module = wgpu::naga::front::wgsl::parse_str(src)
             .unwrap_or_else(|e| panic!("{what}: {}", e.emit_to_string(src)));
         let validate = |caps| Validator::new(ValidationFlags::all(), caps).validate(&module);
-        let base = Capabilities::SHADER_FLOAT16 | Capabilities::SUBGROUP;
+        let base =
+            Capabilities::SHADER_FLOAT16 | Capabilities::SUBGROUP | Capabilities::SUBGROUP_BARRIER;
         let info = validate(base | Capabilities::COOPERATIVE_MATRIX)
             .unwrap_or_else(|e| panic!("{what}: {e:?}"));
         let shared = module
