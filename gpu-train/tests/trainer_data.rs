@@ -170,6 +170,19 @@ fn trainer_config_defaults_ranges_and_unknown_keys() {
     );
     // The printed config parses back to itself.
     assert_eq!(TrainConfig::from_toml(&c.to_toml().unwrap()).unwrap(), c);
+    // A table that sets one key keeps every other key's default (a derived
+    // Default once gave `[verifier]` tables an empty score and name).
+    let partial = "[model]\nlora_r = 8\n[data]\nmax_samples = 5\n[verifier]\ntext_cache = \"t\"\n\
+                   [reward]\nbeta = 0.1\n[ppo]\nepochs = 2\n[train]\nseed = 3\n";
+    let mut want = TrainConfig::default();
+    want.model.lora_r = 8;
+    want.data.max_samples = 5;
+    want.verifier.text_cache = "t".into();
+    want.reward.beta = 0.1;
+    want.ppo.epochs = 2;
+    want.train.seed = 3;
+    assert_eq!(TrainConfig::from_toml(partial).unwrap(), want);
+    assert_eq!(want.verifier.score, "cosine100");
     let e = format!(
         "{:#}",
         TrainConfig::from_toml("[train]\nlearning_rate = -1.0\n").unwrap_err()

@@ -89,7 +89,7 @@ impl Default for DataConfig {
 }
 
 /// The CPU verifier's embedding caches (`fisao embed vocab|images`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct VerifierConfig {
     /// Vocabulary (surface form) embedding cache.
@@ -106,6 +106,23 @@ pub struct VerifierConfig {
     pub clip_model: Option<PathBuf>,
     /// Verifier name recorded in baseline.json; default openai/clip-vit-large-patch14-336.
     pub model_name: String,
+}
+
+// By hand, not derived: a `[verifier]` table that sets only the caches
+// must keep the default score and name (serde fills missing fields from
+// this impl), not empty strings.
+impl Default for VerifierConfig {
+    fn default() -> Self {
+        VerifierConfig {
+            text_cache: PathBuf::new(),
+            image_cache: PathBuf::new(),
+            score: "cosine100".into(),
+            baseline: PathBuf::new(),
+            sentence_baseline: PathBuf::new(),
+            clip_model: None,
+            model_name: "openai/clip-vit-large-patch14-336".into(),
+        }
+    }
 }
 
 /// Optimiser, batching, sampling and bookkeeping.
@@ -180,11 +197,7 @@ impl Default for TrainConfig {
         TrainConfig {
             model: ModelConfig::default(),
             data: DataConfig::default(),
-            verifier: VerifierConfig {
-                score: "cosine100".into(),
-                model_name: "openai/clip-vit-large-patch14-336".into(),
-                ..Default::default()
-            },
+            verifier: VerifierConfig::default(),
             reward: RewardConfig::default(),
             ppo: PpoConfig::default(),
             train: OptimConfig::default(),

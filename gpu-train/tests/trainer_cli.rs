@@ -1,0 +1,309 @@
+//! The `fisao-train` binary end to end on COCO-style files and the tiny
+//! LLaVA fixture (CPU): `config`, `ppo --reward token` stopped after one
+//! batch and resumed, `ppo --reward sentence` with the CPU CLIP text tower
+//! (`verifier.clip_model`), and the errors a user meets first (sentence mode
+//! without a CLIP model, a baseline from another verifier). `trainer_task.rs`
+//! tests the same glue through the library; this goes through the command
+//! line, config file and run directory as a user does.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use gpu_train::trainer::task::CacheVerifier;
+use reward_core::baseline::{Baselines, ScoreClass, ScoreLevel};
+use reward_core::clip::Embeddings;
+use reward_core::clip::cache::{CacheKind, CacheMeta, EmbeddingCache, sha256_digest};
+use reward_core::vocab::{Expansion, Vocabulary};
+
+const IMAGE: &str = "000000000001.png";
+/// The tiny CLIP fixture's projection width: the caches must match it for
+/// sentence scores (its text tower embeds the response).
+const DIM: usize = 16;
+
+fn fixture(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(path)
+}
+
+fn png(w: u32, h: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut enc = png::Encoder::new(&mut out, w, h);
+    enc.set_color(png::ColorType::Rgb);
+    let mut wr = enc.write_header().unwrap();
+    let px: Vec<u8> = (0..w * h * 3).map(|i| (i * 29 % 251) as u8).collect();
+    wr.write_image_data(&px).unwrap();
+    drop(wr);
+    out
+}
+
+/// Instruct lines, COCO instances and captions, one image.
+fn write_data(d: &Path, image: &[u8]) {
+    std::fs::create_dir_all(d.join("images")).unwrap();
+    std::fs::write(d.join("images").join(IMAGE), image).unwrap();
+    let line = |id: &str, q: &str| {
+        format!(
+            r#"{{"id": "{id}", "image": "{IMAGE}", "conversations": [{{"from": "human", "value": "<image>\n{q}"}}]}}"#
+        )
+    };
+    // Four samples: two batches of two.
+    let lines = [
+        line("a", "Describe the image."),
+        line("b", "What is here?"),
+        line("c", "What do you see?"),
+        line("d", "Describe this photo."),
+    ];
+    std::fs::write(d.join("instruct.jsonl"), lines.join("\n") + "\n").unwrap();
+    std::fs::write(
+        d.join("inst.json"),
+        r#"{"images": [{"id": 1}], "categories": [{"id": 18, "name": "dog"}], "annotations": [{"image_id": 1, "category_id": 18}]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("caps.json"),
+        r#"{"annotations": [{"image_id": 1, "caption": "A dog on a sofa."}]}"#,
+    )
+    .unwrap();
+}
+
+/// Vocabulary and image caches of width [`DIM`] (fixed pseudo-random values).
+fn write_caches(d: &Path, image: &[u8]) {
+    let vocab = Vocabulary::builtin(Expansion::Fisao);
+    let keys: Vec<String> = vocab.forms().map(|(f, _)| f.to_string()).collect();
+    let meta = |kind, keys: Vec<String>, digests| CacheMeta {
+        kind,
+        model_hash: format!("sha256:{}", "1".repeat(64)),
+        logit_scale: 100.0,
+        template: (kind == CacheKind::Vocab).then(|| "a photo of {}".to_string()),
+        preprocess: (kind == CacheKind::Images)
+            .then(|| reward_core::clip::image::Preprocess::for_image_size(224)),
+        keys,
+        digests,
+    };
+    let n = keys.len();
+    let values = |n: usize, seed: usize| -> Vec<f32> {
+        (0..n * DIM)
+            .map(|i| (((i + seed) * 7919) % 17) as f32 / 8.0 - 1.0)
+            .collect()
+    };
+    let text = EmbeddingCache::new(
+        meta(CacheKind::Vocab, keys, vec![]),
+        Embeddings::new(values(n, 0), n, DIM).unwrap(),
+    )
+    .unwrap();
+    let images = EmbeddingCache::new(
+        meta(
+            CacheKind::Images,
+            vec![IMAGE.into()],
+            vec![sha256_digest(image)],
+        ),
+        Embeddings::new(values(1, 3), 1, DIM).unwrap(),
+    )
+    .unwrap();
+    text.save(&d.join("text.safetensors")).unwrap();
+    images.save(&d.join("images.safetensors")).unwrap();
+}
+
+/// A baseline.json at `level` for the caches' verifier (as `fisao-train
+/// baseline` writes it; a random tiny policy names too few objects to
+/// compute one), or for another CLIP model (`model_hash`).
+fn write_baseline(d: &Path, file: &str, level: ScoreLevel, model_hash: Option<&str>) {
+    let verifier = CacheVerifier::load(
+        &d.join("text.safetensors"),
+        &d.join("images.safetensors"),
+        "cosine100",
+        None,
+    )
+    .unwrap();
+    let mut info = verifier.info("tiny");
+    if let Some(h) = model_hash {
+        info.model_hash = h.to_string();
+    }
+    let mut b = Baselines::new(level, info);
+    for (class, xs) in [
+        (ScoreClass::Correct, [25.0, 28.0, 31.0, 27.0]),
+        (ScoreClass::Hallucinated, [18.0, 20.0, 22.0, 16.0]),
+    ] {
+        for x in xs {
+            b.push(class, x).unwrap();
+        }
+    }
+    std::fs::write(d.join(file), serde_json::to_string_pretty(&b).unwrap()).unwrap();
+}
+
+/// The run's config file: tiny shapes, `out` as the run directory.
+fn write_config(d: &Path, name: &str, out: &str, clip_model: bool) -> PathBuf {
+    let p = |f: &str| d.join(f).display().to_string();
+    let clip = match clip_model {
+        true => format!(
+            "clip_model = {:?}\n",
+            fixture("clip/tiny-quickgelu").display().to_string()
+        ),
+        false => String::new(),
+    };
+    let toml = format!(
+        r#"[model]
+path = {model:?}
+lora_r = 4
+lora_alpha = 8.0
+
+[data]
+instruct = {instruct:?}
+image_root = {images:?}
+instances = {inst:?}
+captions = {caps:?}
+
+[verifier]
+text_cache = {text:?}
+image_cache = {image_cache:?}
+baseline = {baseline:?}
+sentence_baseline = {sentence:?}
+model_name = "tiny"
+{clip}
+[train]
+batch_size = 2
+minibatch_size = 1
+max_new_tokens = 6
+learning_rate = 1e-4
+warmup_steps = 0
+checkpoint_every = 1
+seed = 7
+out_dir = {out:?}
+
+[ppo]
+epochs = 1
+"#,
+        model = fixture("llava/tiny-new").display().to_string(),
+        instruct = p("instruct.jsonl"),
+        images = p("images"),
+        inst = p("inst.json"),
+        caps = p("caps.json"),
+        text = p("text.safetensors"),
+        image_cache = p("images.safetensors"),
+        baseline = p("baseline.json"),
+        sentence = p("sentence_baseline.json"),
+        out = p(out),
+    );
+    let path = d.join(name);
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+fn fisao_train(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fisao-train"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("running fisao-train")
+}
+
+fn ok(out: Output, what: &str) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{what}: {}\n{stderr}", out.status);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn failed(out: Output, what: &str) -> String {
+    assert!(!out.status.success(), "{what} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Batch numbers of a run's metrics.jsonl, in order.
+fn batches(run: &Path) -> Vec<u64> {
+    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    text.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["batch"].as_u64().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn fisao_train_runs_token_and_sentence_ppo_and_resumes() {
+    let d = std::env::temp_dir().join(format!("fisao-train-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    let image = png(40, 30);
+    write_data(&d, &image);
+    write_caches(&d, &image);
+    write_baseline(&d, "baseline.json", ScoreLevel::Object, None);
+    write_baseline(&d, "sentence_baseline.json", ScoreLevel::Sentence, None);
+    let token = write_config(&d, "token.toml", "run-token", false);
+    let token = token.to_str().unwrap();
+
+    let resolved = ok(fisao_train(&["config", "--config", token]), "config");
+    assert!(resolved.contains("lora_r = 4"), "{resolved}");
+
+    // One batch, then a resumed run that does the second (and last).
+    let args = ["ppo", "--config", token, "--reward", "token"];
+    ok(
+        fisao_train(&[&args[..], &["--max-batches", "1"]].concat()),
+        "ppo 1",
+    );
+    let run = d.join("run-token");
+    assert_eq!(batches(&run), vec![0]);
+    assert!(run.join("checkpoints/latest").is_file());
+    ok(
+        fisao_train(&[&args[..], &["--resume"]].concat()),
+        "ppo resumed",
+    );
+    assert_eq!(batches(&run), vec![0, 1]);
+
+    // Sentence-level scores need the CLIP model; without it the run stops
+    // before training, naming the setting.
+    let err = failed(
+        fisao_train(&[
+            "ppo",
+            "--config",
+            token,
+            "--reward",
+            "sentence",
+            "--max-batches",
+            "1",
+        ]),
+        "sentence without clip_model",
+    );
+    assert!(err.contains("verifier.clip_model"), "{err}");
+
+    let sentence = write_config(&d, "sentence.toml", "run-sentence", true);
+    let sentence = sentence.to_str().unwrap();
+    ok(
+        fisao_train(&[
+            "ppo",
+            "--config",
+            sentence,
+            "--reward",
+            "sentence",
+            "--max-batches",
+            "1",
+        ]),
+        "sentence ppo",
+    );
+    assert_eq!(batches(&d.join("run-sentence")), vec![0]);
+    let metrics = std::fs::read_to_string(d.join("run-sentence/metrics.jsonl")).unwrap();
+    let m: serde_json::Value = serde_json::from_str(metrics.trim()).unwrap();
+    let reward = m["reward"].as_f64().unwrap();
+    assert!((-1.0..=1.0).contains(&reward), "sentence reward {reward}");
+
+    // A baseline computed with another CLIP model is refused, naming it.
+    let other = format!("sha256:{}", "2".repeat(64));
+    write_baseline(&d, "baseline.json", ScoreLevel::Object, Some(&other));
+    let err = failed(
+        fisao_train(&[
+            "ppo",
+            "--config",
+            token,
+            "--reward",
+            "token",
+            "--max-batches",
+            "1",
+        ]),
+        "baseline of another verifier",
+    );
+    assert!(
+        err.contains("baseline vs caches") && err.contains(&other),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
