@@ -1,5 +1,5 @@
 //! The `fisao-train` binary end to end on COCO-style files and the tiny
-//! LLaVA fixture (CPU): `config`, `ppo --reward token` stopped after one
+//! LLaVA fixture (CPU): `config`, `baseline`, `ppo --reward token` stopped after one
 //! batch and resumed, `ppo --reward sentence` with the CPU CLIP text tower
 //! (`verifier.clip_model`), and the errors a user meets first (sentence mode
 //! without a CLIP model, a baseline from another verifier). `trainer_task.rs`
@@ -235,6 +235,24 @@ fn fisao_train_runs_token_and_sentence_ppo_and_resumes() {
     let resolved = ok(fisao_train(&["config", "--config", token]), "config");
     assert!(resolved.contains("lora_r = 4"), "{resolved}");
 
+    // `baseline` samples the SFT policy over every prompt and scores its
+    // mentions; the random tiny policy names no ground-truth object, so the
+    // run ends with an error saying why (or, should it name both kinds,
+    // with baseline.json).
+    let base = d.join("base");
+    let out = fisao_train(&[
+        "baseline",
+        "--config",
+        token,
+        "--out",
+        base.to_str().unwrap(),
+    ]);
+    if out.status.success() {
+        assert!(base.join("baseline.json").is_file());
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("score more responses"), "{err}");
+    }
     // One batch, then a resumed run that does the second (and last).
     let args = ["ppo", "--config", token, "--reward", "token"];
     ok(
