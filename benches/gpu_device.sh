@@ -22,7 +22,9 @@
 #                                        # the attention's values copied to v^T first;
 #                                        # SWEEP_SHADER=1: also the default without naga's
 #                                        # bounds checks, without clearing workgroup
-#                                        # memory, and without both)
+#                                        # memory, and without both; SWEEP_LN="256 64":
+#                                        # also the default with that many invocations
+#                                        # per LayerNorm row, FISAO_GPU_LN_LANES)
 # The wgpu JSON line's "gemm" names the GEMM kernel that ran ("coop-16x16x16-f16-f32"
 # where the adapter has cooperative matrices, else "tiled-f32").
 # The wgpu JSON line has "per_call": submissions, dispatches, buffers, bind groups,
@@ -72,6 +74,10 @@ if [ "${SWEEP:-0}" = 1 ]; then
       echo "sweep default $setting: $line"
     done
   fi
+  for lanes in ${SWEEP_LN:-}; do
+    line=$(FISAO_GPU_LN_LANES=$lanes FISAO_GPU_ATTENTION=gemm timeout 120 "$BIN" "$DIR" "$BATCH" "$REPEATS" ${PRECISION:-} | tail -1) || line="failed: $?"
+    echo "sweep default layernorm lanes $lanes: $line"
+  done
   for batched in ${SWEEP_BATCHED:-}; do
     line=$(FISAO_GPU_BATCHED_TILE=$batched FISAO_GPU_ATTENTION=gemm timeout 120 "$BIN" "$DIR" "$BATCH" "$REPEATS" ${PRECISION:-} | tail -1) || line="failed: $?"
     echo "sweep default batched $batched: $line"

@@ -23,7 +23,9 @@
 //! the image tower's attention (default `auto`: GEMMs on tensor cores),
 //! `FISAO_GPU_BOUNDS_CHECKS=0` compiles the kernels without naga's bounds
 //! checks and `FISAO_GPU_ZERO_WORKGROUP=0` without clearing workgroup memory
-//! at launch (both also apply to `--probe`; the JSON names them).
+//! at launch (both also apply to `--probe`; the JSON names them), and
+//! `FISAO_GPU_LN_LANES=<n>` sets the invocations per LayerNorm row (default
+//! 32; 256 is the kernel before session 7).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -99,7 +101,7 @@ fn main() -> Result<(), String> {
         coop_tile,
         coop_batched_tile: tile_from_env("FISAO_GPU_BATCHED_TILE")?,
         values_in_place: std::env::var_os("FISAO_GPU_V_IN_PLACE").is_none_or(|v| v != "0"),
-        ..shader_options()
+        ..shader_options()?
     };
     let ctx = GpuContext::new(&options).map_err(|e| format!("{e} (try --backend cpu)"))?;
     let model = GpuClipModel::load(&ctx, &dir).map_err(|e| e.to_string())?;
@@ -135,7 +137,7 @@ fn main() -> Result<(), String> {
     std::fs::write(dir.join("gpu_embeddings.f32"), bytes).map_err(|e| e.to_string())?;
     let info = ctx.adapter_info();
     println!(
-        "{{\"side\": \"wgpu\", \"adapter\": {:?}, \"backend\": \"{:?}\", \"precision\": \"{:?}\", \"gemm\": {:?}, \"attention\": {:?}, \"bounds_checks\": {}, \"zero_workgroup\": {}, \"batch\": {batch}, \"load_s\": {load_s:.3}, \"warmup_s\": {warm_s:.3}, \"best_s\": {best:.4}, \"images_per_s\": {:.3}, \"per_call\": {per_call}, \"profile\": {profile}}}",
+        "{{\"side\": \"wgpu\", \"adapter\": {:?}, \"backend\": \"{:?}\", \"precision\": \"{:?}\", \"gemm\": {:?}, \"attention\": {:?}, \"bounds_checks\": {}, \"zero_workgroup\": {}, \"layernorm_lanes\": {}, \"batch\": {batch}, \"load_s\": {load_s:.3}, \"warmup_s\": {warm_s:.3}, \"best_s\": {best:.4}, \"images_per_s\": {:.3}, \"per_call\": {per_call}, \"profile\": {profile}}}",
         info.name,
         info.backend,
         ctx.precision(),
@@ -143,6 +145,7 @@ fn main() -> Result<(), String> {
         ctx.attention_kernel(),
         options.shader_bounds_checks,
         options.zero_workgroup_memory,
+        options.layernorm_lanes,
         batch as f64 / best
     );
     Ok(())
@@ -162,7 +165,7 @@ fn probe(launches: usize, m: usize) -> Result<(), String> {
         coop_tile: tile_from_env("FISAO_GPU_COOP_TILE")?,
         emulate_cooperative_matrix: std::env::var_os("FISAO_GPU_EMULATE_COOP")
             .is_some_and(|v| v == "1"),
-        ..shader_options()
+        ..shader_options()?
     };
     let ctx = GpuContext::new(&options).map_err(|e| e.to_string())?;
     let probes: &[GemmProbe] = match ctx.gemm_kernel().starts_with("coop") {
@@ -194,15 +197,23 @@ fn probe(launches: usize, m: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// The defaults, with `FISAO_GPU_BOUNDS_CHECKS=0` and
-/// `FISAO_GPU_ZERO_WORKGROUP=0` applied.
-fn shader_options() -> GpuOptions {
+/// The defaults, with `FISAO_GPU_BOUNDS_CHECKS=0`,
+/// `FISAO_GPU_ZERO_WORKGROUP=0` and `FISAO_GPU_LN_LANES` applied.
+fn shader_options() -> Result<GpuOptions, String> {
     let off = |var: &str| std::env::var_os(var).is_some_and(|v| v == "0");
-    GpuOptions {
+    let defaults = GpuOptions::default();
+    let layernorm_lanes = match std::env::var("FISAO_GPU_LN_LANES") {
+        Ok(v) => v
+            .parse()
+            .map_err(|e| format!("FISAO_GPU_LN_LANES={v:?}: {e}"))?,
+        Err(_) => defaults.layernorm_lanes,
+    };
+    Ok(GpuOptions {
         shader_bounds_checks: !off("FISAO_GPU_BOUNDS_CHECKS"),
         zero_workgroup_memory: !off("FISAO_GPU_ZERO_WORKGROUP"),
-        ..GpuOptions::default()
-    }
+        layernorm_lanes,
+        ..defaults
+    })
 }
 
 /// The cooperative GEMM block shape named by environment variable `var`.

@@ -100,6 +100,11 @@ pub struct GpuOptions {
     /// `false` only saves the clearing; for device A/B runs
     /// (bench `FISAO_GPU_ZERO_WORKGROUP=0`). Browsers always clear.
     pub zero_workgroup_memory: bool,
+    /// Invocations that share one LayerNorm row: a power of two up to 256
+    /// (the workgroup), default 32 (8 rows per workgroup); 256 gives one row
+    /// per workgroup as before session 7. For device A/B runs
+    /// (bench `FISAO_GPU_LN_LANES`).
+    pub layernorm_lanes: u32,
 }
 
 /// Which attention kernels run on equal-length, non-causal batches (the
@@ -140,6 +145,7 @@ impl Default for GpuOptions {
             emulate_cooperative_matrix: false,
             shader_bounds_checks: true,
             zero_workgroup_memory: true,
+            layernorm_lanes: 32,
         }
     }
 }
@@ -220,6 +226,7 @@ pub struct GpuContext {
     /// [`GpuOptions::shader_bounds_checks`], [`GpuOptions::zero_workgroup_memory`].
     bounds_checks: bool,
     zero_workgroup_memory: bool,
+    layernorm_lanes: u32,
     /// The cooperative-matrix configuration the GEMMs use, if any.
     coop: Option<wgpu::CooperativeMatrixProperties>,
     /// Whether the cooperative kernels are emulated in plain WGSL
@@ -249,6 +256,13 @@ impl GpuContext {
         reason = "natively wgpu's adapter and device requests are ready at once, never pending"
     )]
     pub async fn new_async(options: &GpuOptions) -> Result<Self, GpuError> {
+        let lanes = options.layernorm_lanes;
+        if !lanes.is_power_of_two() || lanes > super::kernels::WORKGROUP {
+            return Err(GpuError::Input(format!(
+                "GpuOptions::layernorm_lanes = {lanes}: expected a power of two up to {}",
+                super::kernels::WORKGROUP
+            )));
+        }
         // Opening devices one at a time, on one instance per process:
         // drivers have raced on concurrent instance and device creation and
         // teardown (gfx-rs/wgpu#5930), and the tests open contexts from many
@@ -353,6 +367,7 @@ impl GpuContext {
             values_in_place: options.values_in_place,
             bounds_checks: options.shader_bounds_checks,
             zero_workgroup_memory: options.zero_workgroup_memory,
+            layernorm_lanes: options.layernorm_lanes,
             coop,
             coop_emulated,
             shared_limit,
@@ -430,6 +445,11 @@ impl GpuContext {
     /// The cooperative GEMM's block shape (used only where [`Self::coop`]).
     pub(crate) fn coop_tile(&self) -> CoopTile {
         self.coop_tile
+    }
+
+    /// Invocations per LayerNorm row ([`GpuOptions::layernorm_lanes`]).
+    pub(crate) fn layernorm_lanes(&self) -> u32 {
+        self.layernorm_lanes
     }
 
     /// Whether the attention reads its values in place where it can

@@ -3,6 +3,11 @@
 //!
 //! Mirrors `LayerNorm::forward` / `norm_row` in `clip/ops.rs`
 //! (`torch.nn.LayerNorm`).
+//!
+//! `GpuOptions::layernorm_lanes` invocations share a row (32 by default:
+//! 8 rows per workgroup of 256, so each reduction's barriers serve 8 rows;
+//! 256 is one row per workgroup, the kernel before session 7), and rows
+//! whose width is a multiple of 4 move as `vec4`s.
 
 use super::super::context::{Dispatch, GpuContext};
 use super::super::error::GpuError;
@@ -37,15 +42,16 @@ pub(crate) async fn layernorm(
     src_rows: Option<&wgpu::Buffer>,
     out: &wgpu::Buffer,
 ) -> Result<Dispatch, GpuError> {
+    let lanes = ctx.layernorm_lanes();
+    let vec = if norm.dim % 4 == 0 { 4 } else { 1 };
+    let consts = [("WG", WORKGROUP), ("LANES", lanes), ("VEC", vec)];
     let pipeline = ctx
-        .pipeline(
-            "layernorm",
-            include_str!("layernorm.wgsl"),
-            &[("WG", WORKGROUP)],
-        )
+        .pipeline_generated("layernorm", &consts, || {
+            alloc::format!("{}{}", vector_aliases(vec), include_str!("layernorm.wgsl"))
+        })
         .await?;
     let rows = u32_of(rows, "layernorm rows")?;
-    let groups = grid(rows, 1);
+    let groups = grid(rows, WORKGROUP / lanes);
     let params = Params {
         rows,
         dim: u32_of(norm.dim, "layernorm width")?,
@@ -62,6 +68,18 @@ pub(crate) async fn layernorm(
         &params,
         groups,
     ))
+}
+
+/// The element group the kernel moves (`V`), its f32 form (`VF`) and the
+/// sum of its components (`hsum`), for `vec` = 4 or 1.
+fn vector_aliases(vec: u32) -> &'static str {
+    match vec {
+        4 => {
+            "alias V = vec4<T>;\nalias VF = vec4<f32>;\n\
+              fn hsum(v: VF) -> f32 {\n    return v.x + v.y + v.z + v.w;\n}\n"
+        }
+        _ => "alias V = T;\nalias VF = f32;\nfn hsum(v: VF) -> f32 {\n    return v;\n}\n",
+    }
 }
 
 #[cfg(test)]
@@ -86,6 +104,18 @@ mod tests {
 
     fn check(rows: usize, dim: usize, gather: Option<&[u32]>) {
         for (ctx, precision) in precisions() {
+            check_on(ctx, precision, rows, dim, gather);
+        }
+    }
+
+    fn check_on(
+        ctx: &GpuContext,
+        precision: crate::gpu::Precision,
+        rows: usize,
+        dim: usize,
+        gather: Option<&[u32]>,
+    ) {
+        {
             let mut x = data(rows * dim, 7);
             // An offset mean: the centred two-pass variance must not cancel.
             x.iter_mut().for_each(|v| *v = *v * 3.0 + 5.0);
@@ -120,6 +150,39 @@ mod tests {
         check(3, 5, None);
         check(7, 300, None);
         check(2, 1030, None);
+        // Rows that fill one workgroup and spill into a second (8 per
+        // workgroup), with and without vec4 rows.
+        check(13, 64, None);
+        check(9, 1026, None);
+    }
+
+    /// Every lane count the option allows, on shapes around each one's
+    /// rows per workgroup and lanes per row.
+    #[test]
+    fn every_lane_count() {
+        use crate::gpu::{GpuOptions, Precision};
+        for lanes in [1, 4, 32, 256] {
+            let options = GpuOptions {
+                precision: Some(Precision::F32),
+                force_fallback_adapter: true,
+                layernorm_lanes: lanes,
+                ..GpuOptions::default()
+            };
+            let Ok(ctx) = GpuContext::new(&options) else {
+                std::eprintln!("layernorm lanes SKIPPED: no adapter");
+                return;
+            };
+            for (rows, dim) in [(1, 3), (5, 64), (300, 12), (3, 1030)] {
+                check_on(&ctx, Precision::F32, rows, dim, None);
+            }
+            check_on(&ctx, Precision::F32, 4, 40, Some(&[3, 0, 2]));
+        }
+        let bad = GpuOptions {
+            layernorm_lanes: 48,
+            ..GpuOptions::default()
+        };
+        let err = GpuContext::new(&bad).err().expect("48 lanes");
+        assert!(alloc::format!("{err}").contains("layernorm_lanes"), "{err}");
     }
 
     #[test]
