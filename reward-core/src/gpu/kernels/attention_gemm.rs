@@ -270,6 +270,11 @@ async fn softmax(
     stride: usize,
     scores: &wgpu::Buffer,
 ) -> Result<Dispatch, GpuError> {
+    if stride % 4 != 0 || len > stride {
+        return Err(GpuError::Input(format!(
+            "softmax_rows: padded length {stride} must be a multiple of 4 and at least {len}"
+        )));
+    }
     let consts = [("WG", SOFTMAX_ROWS * 32), ("RPW", SOFTMAX_ROWS)];
     let pipeline = ctx
         .pipeline("softmax_rows", include_str!("softmax_rows.wgsl"), &consts)
