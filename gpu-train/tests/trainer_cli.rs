@@ -268,6 +268,25 @@ fn fisao_train_runs_token_and_sentence_ppo_and_resumes() {
     );
     assert_eq!(batches(&run), vec![0, 1]);
 
+    // Fewer samples than one batch: an error naming both numbers, not a
+    // run that trains nothing.
+    let err = failed(
+        fisao_train(&[
+            "ppo",
+            "--config",
+            token,
+            "--max-samples",
+            "1",
+            "--max-batches",
+            "1",
+        ]),
+        "one sample",
+    );
+    assert!(
+        err.contains("1 usable samples") && err.contains("batch_size = 2"),
+        "{err}"
+    );
+
     // Sentence-level scores need the CLIP model; without it the run stops
     // before training, naming the setting.
     let err = failed(

@@ -72,6 +72,15 @@ impl<'a> Trainer<'a> {
                 cfg.train.batch_size
             );
         }
+        let unused = task.len() % cfg.train.batch_size;
+        if unused > 0 {
+            // Each pass runs whole batches only (as TRL's PPO dataloader does).
+            tracing::warn!(
+                "{} samples in batches of {}: the last {unused} of each pass are not used",
+                task.len(),
+                cfg.train.batch_size
+            );
+        }
         let params = model.trainable_vs().variables().into_iter().collect();
         let t = &cfg.train;
         let opt = AdamW::new(
