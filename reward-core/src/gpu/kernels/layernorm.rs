@@ -108,6 +108,7 @@ mod tests {
         }
     }
 
+    /// [`check`] on one context.
     fn check_on(
         ctx: &GpuContext,
         precision: crate::gpu::Precision,
@@ -115,33 +116,30 @@ mod tests {
         dim: usize,
         gather: Option<&[u32]>,
     ) {
-        {
-            let mut x = data(rows * dim, 7);
-            // An offset mean: the centred two-pass variance must not cancel.
-            x.iter_mut().for_each(|v| *v = *v * 3.0 + 5.0);
-            let (gamma, beta) = (data(dim, 8), data(dim, 9));
-            let (xb, gb, bb) = (upload(ctx, &x), upload(ctx, &gamma), upload(ctx, &beta));
-            let out_rows = gather.map_or(rows, <[u32]>::len);
-            let out = upload(ctx, &alloc::vec![0.0; out_rows * dim]);
-            let idx =
-                gather.map(|g| pollster::block_on(ctx.upload_u32("rows", g)).expect("upload"));
-            let norm = Norm {
-                gamma: &gb,
-                beta: &bb,
-                dim,
-                eps: 1e-5,
-            };
-            let d = pollster::block_on(layernorm(ctx, &norm, &xb, out_rows, idx.as_ref(), &out));
-            let got = run(ctx, alloc::vec![d.expect("record")], &out, out_rows * dim);
-            let want: Vec<f32> = (0..out_rows)
-                .flat_map(|r| {
-                    let src = gather.map_or(r, |g| g[r] as usize);
-                    reference(&x[src * dim..][..dim], &gamma, &beta, 1e-5)
-                })
-                .collect();
-            let what = alloc::format!("layernorm {rows}x{dim} {precision:?}");
-            assert_close(&got, &want, tolerance(precision), &what);
-        }
+        let mut x = data(rows * dim, 7);
+        // An offset mean: the centred two-pass variance must not cancel.
+        x.iter_mut().for_each(|v| *v = *v * 3.0 + 5.0);
+        let (gamma, beta) = (data(dim, 8), data(dim, 9));
+        let (xb, gb, bb) = (upload(ctx, &x), upload(ctx, &gamma), upload(ctx, &beta));
+        let out_rows = gather.map_or(rows, <[u32]>::len);
+        let out = upload(ctx, &alloc::vec![0.0; out_rows * dim]);
+        let idx = gather.map(|g| pollster::block_on(ctx.upload_u32("rows", g)).expect("upload"));
+        let norm = Norm {
+            gamma: &gb,
+            beta: &bb,
+            dim,
+            eps: 1e-5,
+        };
+        let d = pollster::block_on(layernorm(ctx, &norm, &xb, out_rows, idx.as_ref(), &out));
+        let got = run(ctx, alloc::vec![d.expect("record")], &out, out_rows * dim);
+        let want: Vec<f32> = (0..out_rows)
+            .flat_map(|r| {
+                let src = gather.map_or(r, |g| g[r] as usize);
+                reference(&x[src * dim..][..dim], &gamma, &beta, 1e-5)
+            })
+            .collect();
+        let what = alloc::format!("layernorm {rows}x{dim} {precision:?}");
+        assert_close(&got, &want, tolerance(precision), &what);
     }
 
     #[test]
