@@ -69,8 +69,10 @@ watch() {
 }
 
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null || true
-watch parallel 120 .devbin/reward_core_tests gpu:: --nocapture
-watch serial 180 .devbin/reward_core_tests gpu:: --nocapture --test-threads=1
+# The limits fit the GPU, where the emulated tensor-core tests skip; on lavapipe (a local
+# smoke run) they take minutes: raise them there with LIMIT_PARALLEL / LIMIT_SERIAL.
+watch parallel "${LIMIT_PARALLEL:-120}" .devbin/reward_core_tests gpu:: --nocapture
+watch serial "${LIMIT_SERIAL:-180}" .devbin/reward_core_tests gpu:: --nocapture --test-threads=1
 watch destroyed 60 .devbin/reward_core_tests a_lost_device_is_an_error_and_stays_one --nocapture
 watch oom 120 .devbin/reward_core_tests exhausting_device_memory_is_an_error_not_a_hang --ignored --nocapture
 grep -h "after .* bytes" "$OUT/tests-oom.log" || true
@@ -93,4 +95,8 @@ SESSION_BATCHED=${SESSION_BATCHED:-"64x64/32x32-v4 64x64/32x32-e2-v4 64x64/32x32
 PROFILE=${PROFILE:-1} SWEEP=1 SWEEP_TILES="$SESSION_TILES" SWEEP_BATCHED="$SESSION_BATCHED" SWEEP_V_COPY=1 SWEEP_SHADER=1 SWEEP_LN="256 64" BIN=.devbin/gpu_device_bench \
   timeout 360 bash benches/gpu_device.sh > "$OUT/bench.log" 2> "$OUT/profile.log"
 echo "bench: exit $?"
-grep -E '"side"|ratio|parity|tile' "$OUT/bench.log" | cut -c1-260
+# One short line per run (the whole JSON lines are in bench.log).
+grep -E '"side"|ratio|parity' "$OUT/bench.log" \
+  | sed -E -e 's/^\{"side": "wgpu"/default: &/' \
+      -e 's/^([^{]*): \{"side": "wgpu".*"gemm": "([^"]*)".*"images_per_s": ([0-9.]*).*/\1: \3 images\/s (\2)/' \
+  | cut -c1-300
