@@ -155,6 +155,16 @@ impl CoopDialect {
         }
     }
 
+    /// [`Self::helpers`] for operand arrays of `vec4<f16>` (packed
+    /// staging): the emulated loads take their offset and stride in vec4s,
+    /// as the hardware load does from a vector array; nothing on hardware.
+    pub(crate) fn packed_helpers(self, operands: &[&str]) -> String {
+        match self {
+            CoopDialect::Hardware => String::new(),
+            CoopDialect::Emulated => operand_loads(operands, true),
+        }
+    }
+
     /// An expression: `a * b + c`.
     pub(crate) fn mma(self, a: &str, b: &str, c: &str) -> String {
         match self {
@@ -172,14 +182,9 @@ impl CoopDialect {
             return s;
         }
         s.push_str(EMULATED_MMA);
-        for array in operands {
-            for row_major in [false, true] {
-                s.push_str(&emulated_load(array, Role::A, row_major));
-                s.push_str(&emulated_load(array, Role::B, row_major));
-            }
-        }
+        s.push_str(&operand_loads(operands, false));
         for array in accumulators {
-            s.push_str(&emulated_load(array, Role::C, true));
+            s.push_str(&emulated_load(array, Role::C, true, false));
             s.push_str(&format!(
                 "\nfn emu_storeT_{array}(m: array<f32, 8>, off: u32, ld: u32, lane: u32) {{\n    \
                  var v = m;\n    let r = lane / 2u;\n    let c0 = (lane % 2u) * 8u;\n    \
@@ -191,13 +196,34 @@ impl CoopDialect {
     }
 }
 
-/// One emulated load function: `emu_load_<role>[T]_<array>`.
-fn emulated_load(array: &str, role: Role, row_major: bool) -> String {
+/// The emulated A and B loads, both layouts, of each array in `operands`.
+fn operand_loads(operands: &[&str], packed: bool) -> String {
+    let mut s = String::new();
+    for array in operands {
+        for row_major in [false, true] {
+            s.push_str(&emulated_load(array, Role::A, row_major, packed));
+            s.push_str(&emulated_load(array, Role::B, row_major, packed));
+        }
+    }
+    s
+}
+
+/// One emulated load function: `emu_load_<role>[T]_<array>`. On a
+/// `packed` array (`vec4<f16>` elements) the offset and stride count
+/// vec4s, as a cooperative load from a vector array does, and the matrix
+/// reads the halves in memory order.
+fn emulated_load(array: &str, role: Role, row_major: bool, packed: bool) -> String {
     let t = if row_major { "T" } else { "" };
     // Element (r, c) of the matrix, as an index into `array`.
-    let at = |r: &str, c: &str| match row_major {
-        true => format!("off + ({r}) * ld + {c}"),
-        false => format!("off + ({c}) * ld + {r}"),
+    let at = |r: &str, c: &str| {
+        let e = match row_major {
+            true => format!("off + ({r}) * ld + {c}"),
+            false => format!("off + ({c}) * ld + {r}"),
+        };
+        match packed {
+            false => e,
+            true => format!("({e}) / 4u][({e}) % 4u"),
+        }
     };
     let (len, body) = match role {
         Role::A => (
@@ -223,8 +249,16 @@ fn emulated_load(array: &str, role: Role, row_major: bool) -> String {
             ),
         ),
     };
+    // A packed array's offset and stride arrive in vec4s; the body counts halves.
+    let (params, scale) = match packed {
+        false => ("off: u32, ld: u32", ""),
+        true => (
+            "off4: u32, ld4: u32",
+            "    let off = off4 * 4u;\n    let ld = ld4 * 4u;\n",
+        ),
+    };
     format!(
-        "\nfn emu_load_{}{t}_{array}(off: u32, ld: u32, lane: u32) -> array<f32, {len}> {{\n    \
+        "\nfn emu_load_{}{t}_{array}({params}, lane: u32) -> array<f32, {len}> {{\n{scale}    \
          var m: array<f32, {len}>;\n{body}    return m;\n}}\n",
         role.letter()
     )

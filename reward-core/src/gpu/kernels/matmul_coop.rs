@@ -73,6 +73,11 @@ pub struct CoopTile {
     /// `SUBGROUP_BARRIER`; the emulated dialect keeps workgroup barriers,
     /// since its "subgroups" of 32 may span several real ones).
     pub subgroup_epilogue: bool,
+    /// Stage the operands in `vec4<f16>` workgroup arrays (one 8-byte
+    /// store per element group instead of four 2-byte ones, each with its
+    /// own bounds clamp) and load the cooperative matrices from them with
+    /// offsets and strides in vec4s, as SPIR-V allows for vector pointers.
+    pub packed: bool,
 }
 
 impl CoopTile {
@@ -89,6 +94,7 @@ impl CoopTile {
             epilogue: 1,
             store4: false,
             subgroup_epilogue: false,
+            packed: false,
         }
     }
 
@@ -108,6 +114,15 @@ impl CoopTile {
         Self {
             name,
             store4: true,
+            ..self
+        }
+    }
+
+    /// The same shape staging its operands in `vec4` arrays.
+    const fn packed_staging(self, name: &'static str) -> Self {
+        Self {
+            name,
+            packed: true,
             ..self
         }
     }
@@ -133,9 +148,10 @@ impl CoopTile {
 /// yet timed. The `-sb` variants (session 7, also untimed) meet at
 /// subgroup barriers in the epilogue: 2 workgroup barriers per
 /// accumulator otherwise, as many as the main loop of a k = 512 GEMM, and
-/// the bulk of the attention products' (k = 64). `GpuOptions::coop_batched_tile`
+/// the bulk of the attention products' (k = 64). The `-p4` variants
+/// (session 7, untimed) stage the operands as `vec4`s. `GpuOptions::coop_batched_tile`
 /// picks the attention products' shape among those with a k step of 16 or 32.
-pub const COOP_TILES: [CoopTile; 18] = [
+pub const COOP_TILES: [CoopTile; 22] = [
     CoopTile::new("128x128/64x64", 128, 128, 4, 4, 32),
     CoopTile::new("128x128/32x64", 128, 128, 2, 4, 32),
     CoopTile::new("128x256/64x64", 128, 256, 4, 4, 32),
@@ -161,6 +177,14 @@ pub const COOP_TILES: [CoopTile; 18] = [
         .variant("128x128/64x64-db", 2, 1)
         .wide("128x128/64x64-db-v4")
         .subgroup_synced("128x128/64x64-db-v4-sb"),
+    CoopTile::new("128x128/64x64", 128, 128, 4, 4, 32).packed_staging("128x128/64x64-p4"),
+    CoopTile::new("128x128/64x64", 128, 128, 4, 4, 32)
+        .variant("128x128/64x64-db", 2, 1)
+        .packed_staging("128x128/64x64-db-p4"),
+    CoopTile::new("64x64/32x32", 64, 64, 2, 2, 32).packed_staging("64x64/32x32-p4"),
+    CoopTile::new("64x64/32x32", 64, 64, 2, 2, 32)
+        .wide("64x64/32x32-v4")
+        .packed_staging("64x64/32x32-v4-p4"),
 ];
 
 /// The block shape of batched GEMMs with a weight per batch (the attention
@@ -247,7 +271,7 @@ impl CoopTile {
 
     /// The constants prepended to [`Self::source`] (also the pipeline's
     /// cache key, so every tile is its own pipeline).
-    pub(crate) fn consts(&self) -> [(&'static str, u32); 8] {
+    pub(crate) fn consts(&self) -> [(&'static str, u32); 10] {
         [
             ("BM", self.bm),
             ("BN", self.bn),
@@ -257,6 +281,8 @@ impl CoopTile {
             ("TN", self.tn),
             ("STAGES", self.stages),
             ("EPI", self.epilogue),
+            ("SB", u32::from(self.subgroup_epilogue)),
+            ("PACKED", u32::from(self.packed)),
         ]
     }
 
@@ -695,7 +721,25 @@ mod tests {
             return;
         };
         let mut ran = alloc::vec::Vec::new();
+        let mut seen = alloc::vec::Vec::new();
         for tile in COOP_TILES {
+            // Variants whose emulated kernel is the same text (`-sb`: the
+            // emulation keeps workgroup barriers) run once.
+            let form = Form {
+                dialect: CoopDialect::Emulated,
+                probe: GemmProbe::Full,
+                store4: tile.store4,
+                w_by_k: false,
+            };
+            let text = (tile.source(form), tile.bm, tile.bn, tile.kt, tile.stages);
+            if seen.contains(&text) {
+                std::eprintln!(
+                    "emulated coop tile {} SKIPPED: same kernel as one run",
+                    tile.name
+                );
+                continue;
+            }
+            seen.push(text);
             let options = GpuOptions {
                 coop_tile: Some(tile),
                 coop_batched_tile: (32 % tile.kt == 0).then_some(tile),
@@ -720,13 +764,16 @@ mod tests {
             ran.push(tile.name);
         }
         // Lavapipe (32 KiB of workgroup memory, CI's adapter) fits these;
-        // together they cover both staging schemes and epilogue widths.
+        // together they cover both staging schemes, epilogue widths and
+        // packed staging.
         if plain.adapter_info().device_type == wgpu::DeviceType::Cpu {
             for name in [
                 "128x128/64x64",
                 "64x64/32x32",
                 "128x128/64x64-k16-db",
                 "64x64/32x32-db-e2",
+                "128x128/64x64-p4",
+                "64x64/32x32-v4-p4",
             ] {
                 assert!(ran.contains(&name), "{name} did not run: {ran:?}");
             }

@@ -42,6 +42,7 @@ pub(super) fn kernel_source(t: &CoopTile, form: Form) -> String {
     s.push_str(include_str!("gemm_params.wgsl"));
     s.push_str(PRELUDE);
     s.push_str(if form.w_by_k { B_BY_K } else { B_BY_N });
+    s.push_str(&staging(t, form.w_by_k));
     match form.store4 {
         true => s.push_str(STORE4),
         false => {
@@ -49,7 +50,13 @@ pub(super) fn kernel_source(t: &CoopTile, form: Form) -> String {
             s.push_str(SCALAR_STORE);
         }
     }
-    s.push_str(&d.helpers(&["sa", "sb"], &["sc"]));
+    match t.packed {
+        false => s.push_str(&d.helpers(&["sa", "sb"], &["sc"])),
+        true => {
+            s.push_str(&d.helpers(&[], &["sc"]));
+            s.push_str(&d.packed_helpers(&["sa", "sb"]));
+        }
+    }
     s.push_str(d.main());
     let sub_m = t.bm / (16 * t.tm);
     s.push_str("    let row0 = wid.y * BM;\n    let col0 = wid.x * BN;\n");
@@ -78,6 +85,45 @@ pub(super) fn kernel_source(t: &CoopTile, form: Form) -> String {
     s.push_str("    }\n");
     epilogue_rounds(&mut s, t, d);
     s.push_str("}\n");
+    s
+}
+
+/// The staged operand tiles `sa` (`[stage][row][k]`) and `sb` (`[stage][col][k]`,
+/// or `[stage][k][col]` when `w_by_k`) and the functions that store element
+/// group `i` of a k block into buffer `stage`: f16 arrays written four
+/// halves at a time, or, on packed tiles ([`CoopTile::packed`]), `vec4<f16>`
+/// arrays written with one 8-byte store (every group starts at a multiple
+/// of 4 halves: rows are padded to a multiple of 8).
+fn staging(t: &CoopTile, w_by_k: bool) -> String {
+    let b_rows = if w_by_k { "KT * LDB" } else { "BN * LDS" };
+    let b_at = match w_by_k {
+        false => "stage * BN * LDS + (i / (KT / 4u)) * LDS + (i % (KT / 4u)) * 4u",
+        true => "stage * KT * LDB + (i / (BN / 4u)) * LDB + (i % (BN / 4u)) * 4u",
+    };
+    let a_at = "stage * BM * LDS + (i / (KT / 4u)) * LDS + (i % (KT / 4u)) * 4u";
+    let mut s = String::new();
+    for (array, name, len, at) in [
+        ("sa", "stage_a", "BM * LDS", a_at),
+        ("sb", "stage_b", b_rows, b_at),
+    ] {
+        let (decl, store) = match t.packed {
+            false => (
+                format!("var<workgroup> {array}: array<f16, STAGES * {len}>;\n"),
+                format!(
+                    "    {array}[at] = v.x;\n    {array}[at + 1u] = v.y;\n    \
+                     {array}[at + 2u] = v.z;\n    {array}[at + 3u] = v.w;\n"
+                ),
+            ),
+            true => (
+                format!("var<workgroup> {array}: array<vec4<f16>, STAGES * {len} / 4u>;\n"),
+                format!("    {array}[at / 4u] = v;\n"),
+            ),
+        };
+        s.push_str(&decl);
+        s.push_str(&format!(
+            "fn {name}(i: u32, v: vec4<f16>, stage: u32) {{\n    let at = {at};\n{store}}}\n"
+        ));
+    }
     s
 }
 
@@ -171,23 +217,39 @@ fn mma_only_loop(s: &mut String, t: &CoopTile, form: Form) {
 }
 
 /// The `tm` A and `tn` B tile loads of k step `kk` of buffer `cur`.
+/// Offsets and strides are in halves, or in `vec4`s on packed tiles (a
+/// cooperative load from a vector array counts in its elements; every
+/// tile starts at a multiple of 4 halves).
 fn operand_loads(s: &mut String, t: &CoopTile, form: Form, pad: &str) {
     let d = form.dialect;
+    let unit = |at: String, stride: &str| match t.packed {
+        false => (at, String::from(stride)),
+        true => (format!("({at}) / 4u"), format!("{stride} / 4u")),
+    };
     for i in 0..t.tm {
-        let at = format!("cur * BM * LDS + (sm + {}u) * LDS + kk", 16 * i);
-        let load = d.load(Role::A, true, "sa", &at, "LDS");
+        let (at, ld) = unit(
+            format!("cur * BM * LDS + (sm + {}u) * LDS + kk", 16 * i),
+            "LDS",
+        );
+        let load = d.load(Role::A, true, "sa", &at, &ld);
         s.push_str(&format!("{pad}let x{i} = {load};\n"));
     }
     for j in 0..t.tn {
         // B = w^T: column-major out of `[col][k]`, row-major out of `[k][col]`.
         let load = match form.w_by_k {
             false => {
-                let at = format!("cur * BN * LDS + (sn + {}u) * LDS + kk", 16 * j);
-                d.load(Role::B, false, "sb", &at, "LDS")
+                let (at, ld) = unit(
+                    format!("cur * BN * LDS + (sn + {}u) * LDS + kk", 16 * j),
+                    "LDS",
+                );
+                d.load(Role::B, false, "sb", &at, &ld)
             }
             true => {
-                let at = format!("cur * KT * LDB + kk * LDB + sn + {}u", 16 * j);
-                d.load(Role::B, true, "sb", &at, "LDB")
+                let (at, ld) = unit(
+                    format!("cur * KT * LDB + kk * LDB + sn + {}u", 16 * j),
+                    "LDB",
+                );
+                d.load(Role::B, true, "sb", &at, &ld)
             }
         };
         s.push_str(&format!("{pad}let y{j} = {load};\n"));
