@@ -90,8 +90,8 @@ FISAO_GPU_BOUNDS_CHECKS=0 FISAO_GPU_ZERO_WORKGROUP=0 timeout 120 .devbin/gpu_dev
 echo "probe default, unchecked: exit $?"
 grep -E '"probe"' "$OUT/probe.log" | sed -E 's/.*"probe": "([^"]*)", "layer": "([^"]*)".*"gemm": "([^"]*)", "bounds_checks": ([a-z]*).*"tflops": ([0-9.]*).*/\3 \2 \1 checks=\4 \5 TFLOP\/s/'
 
-SESSION_TILES=${SESSION_TILES:-"128x128/64x64 128x128/64x64-p4 128x128/64x64-db-p4 128x128/64x64-db 128x128/64x64-e2 128x128/64x64-v4 128x128/64x64-sb 128x128/64x64-db-v4-sb 128x128/64x64-k16-db 128x128/32x64-db 128x128/32x64-k64"}
-SESSION_BATCHED=${SESSION_BATCHED:-"64x64/32x32-p4 64x64/32x32-v4-p4 64x64/32x32-v4 64x64/32x32-e2-v4 64x64/32x32-db-e2 64x64/32x32-v4-sb"}
+SESSION_TILES=${SESSION_TILES:-"128x128/64x64 128x128/64x64-p4 128x128/64x64-db-p4 128x128/64x64-v4-p4 128x128/64x64-db 128x128/64x64-e2 128x128/64x64-v4 128x128/64x64-sb 128x128/64x64-db-v4-sb 128x128/64x64-k16-db 128x128/32x64-db 128x128/32x64-k64"}
+SESSION_BATCHED=${SESSION_BATCHED:-"64x64/32x32-p4 64x64/32x32-v4-p4 64x64/32x32-v4-p4-sb 64x64/32x32-v4 64x64/32x32-e2-v4 64x64/32x32-db-e2 64x64/32x32-v4-sb"}
 PROFILE=${PROFILE:-1} SWEEP=1 SWEEP_TILES="$SESSION_TILES" SWEEP_BATCHED="$SESSION_BATCHED" SWEEP_V_COPY=1 SWEEP_SHADER=1 SWEEP_LN="256 64" BIN=.devbin/gpu_device_bench \
   timeout 360 bash benches/gpu_device.sh > "$OUT/bench.log" 2> "$OUT/profile.log"
 echo "bench: exit $?"

@@ -151,7 +151,7 @@ impl CoopTile {
 /// the bulk of the attention products' (k = 64). The `-p4` variants
 /// (session 7, untimed) stage the operands as `vec4`s. `GpuOptions::coop_batched_tile`
 /// picks the attention products' shape among those with a k step of 16 or 32.
-pub const COOP_TILES: [CoopTile; 22] = [
+pub const COOP_TILES: [CoopTile; 24] = [
     CoopTile::new("128x128/64x64", 128, 128, 4, 4, 32),
     CoopTile::new("128x128/32x64", 128, 128, 2, 4, 32),
     CoopTile::new("128x256/64x64", 128, 256, 4, 4, 32),
@@ -185,6 +185,14 @@ pub const COOP_TILES: [CoopTile; 22] = [
     CoopTile::new("64x64/32x32", 64, 64, 2, 2, 32)
         .wide("64x64/32x32-v4")
         .packed_staging("64x64/32x32-v4-p4"),
+    // Combinations, so that one device call can time the likely winners.
+    CoopTile::new("128x128/64x64", 128, 128, 4, 4, 32)
+        .wide("128x128/64x64-v4")
+        .packed_staging("128x128/64x64-v4-p4"),
+    CoopTile::new("64x64/32x32", 64, 64, 2, 2, 32)
+        .wide("64x64/32x32-v4")
+        .packed_staging("64x64/32x32-v4-p4")
+        .subgroup_synced("64x64/32x32-v4-p4-sb"),
 ];
 
 /// The block shape of batched GEMMs with a weight per batch (the attention
