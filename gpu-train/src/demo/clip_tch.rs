@@ -192,7 +192,7 @@ impl ClipShape {
                 .as_f64()
                 .with_context(|| format!("{file}: logit_scale_init_value is not a number"))?,
         };
-        shape.validate().with_context(|| format!("{file}"))?;
+        shape.validate().with_context(|| file.to_string())?;
         Ok(shape)
     }
 }

@@ -251,7 +251,7 @@ impl<'a> Trainer<'a> {
         seed: u64,
     ) -> Result<UpdateStats> {
         let (b, mb) = (self.cfg.train.batch_size, self.cfg.train.minibatch_size);
-        let mut shuffle = SamplerRng::new(seed ^ 0x5EED_0F_5E1F);
+        let mut shuffle = SamplerRng::new(seed ^ 0x005E_ED0F_5E1F);
         let mut acc = UpdateStats::default();
         let total_steps = self.total_steps();
         for _epoch in 0..self.cfg.ppo.epochs {
