@@ -4,7 +4,8 @@
 //! (`verifier.clip_model`), and the errors a user meets first (sentence mode
 //! without a CLIP model, a baseline from another verifier). `trainer_task.rs`
 //! tests the same glue through the library; this goes through the command
-//! line, config file and run directory as a user does.
+//! line, config file and run directory as a user does; and `bench --tiny`,
+//! the self-test of the trainer's device check.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -343,4 +344,36 @@ fn fisao_train_runs_token_and_sentence_ppo_and_resumes() {
         "{err}"
     );
     let _ = std::fs::remove_dir_all(&d);
+}
+
+/// `fisao-train bench --tiny`, the self-test of the trainer's device check
+/// (benches/ppo_device.sh): one PPO iteration on the CPU, reported as a
+/// JSON line with its phase timings.
+#[test]
+fn fisao_train_bench_tiny_reports_one_ppo_iteration() {
+    let args = [
+        "bench",
+        "--tiny",
+        "--batch",
+        "2",
+        "--new-tokens",
+        "4",
+        "--lora-r",
+        "4",
+    ];
+    let stdout = ok(fisao_train(&args), "bench --tiny");
+    let line = stdout.lines().last().expect("a JSON line");
+    let v: serde_json::Value = serde_json::from_str(line).expect(line);
+    assert_eq!(v["what"], "ppo_iteration", "{line}");
+    assert_eq!(v["tiny"], true, "{line}");
+    assert_eq!(v["batch"], 2, "{line}");
+    // EOS is suppressed, so every response runs to --new-tokens.
+    assert_eq!(v["mean_response_tokens"].as_f64(), Some(4.0), "{line}");
+    for key in ["generation_s", "reference_s", "update_s", "total_s"] {
+        let t = v[key].as_f64().expect(key);
+        assert!(t > 0.0 && t.is_finite(), "{key} = {t}");
+    }
+    for key in ["policy_loss", "value_loss"] {
+        assert!(v[key].as_f64().is_some_and(f64::is_finite), "{key}: {line}");
+    }
 }
