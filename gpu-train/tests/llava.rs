@@ -587,3 +587,20 @@ fn too_long_prompts_and_bad_image_counts_are_errors() {
     );
     assert!(err.err().unwrap().to_string().contains("0..628"));
 }
+
+/// The device check's binary names the problem when a checkpoint's
+/// vocabulary is too small for its prompts (ids from 1000, as the Python
+/// side's), instead of failing later on out-of-range token ids.
+#[test]
+fn llava_bench_refuses_a_vocabulary_its_prompts_do_not_fit() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/llava/tiny-new");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_llava_bench"))
+        .arg("--model")
+        .arg(&dir)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("running llava_bench");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("vocabulary of 628 tokens"), "{err}");
+}

@@ -185,6 +185,15 @@ fn main() -> Result<()> {
     };
     let t = Instant::now();
     let model = LlavaModel::load(&a.model, &opts)?;
+    // The prompts use text ids from 1000 on, as benches/llava_device.py's do.
+    let vocab = model.config.text.vocab_size;
+    if vocab < 1200 {
+        bail!(
+            "{}: vocabulary of {vocab} tokens; the bench's prompts need at least 1200 \
+             (use the checkpoint benches/llava_device.py writes)",
+            a.model.display()
+        );
+    }
     sync(dev);
     println!(
         "{}",
