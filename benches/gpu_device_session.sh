@@ -17,7 +17,7 @@
 # On the device (run tool, carry [".gl", ".devbin"]; .gl holds the Vulkan loader debs):
 #   OUT=$OUT bash benches/gpu_device_session.sh
 # Writes $OUT/tests-*.log, $OUT/hang-*.txt (only on a hang), $OUT/probe.log, $OUT/bench.log,
-# $OUT/profile.log.
+# $OUT/profile.log (SESSION_PAIRS="tile,batched ...": the pairs run with both shapes at once).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 TARGET=${CARGO_TARGET_DIR:-/work/targets/wgpu}
@@ -95,6 +95,20 @@ SESSION_BATCHED=${SESSION_BATCHED:-"64x64/32x32-p4 64x64/32x32-v4-p4 64x64/32x32
 PROFILE=${PROFILE:-1} SWEEP=1 SWEEP_TILES="$SESSION_TILES" SWEEP_BATCHED="$SESSION_BATCHED" SWEEP_V_COPY=1 SWEEP_SHADER=1 SWEEP_LN="256 64" BIN=.devbin/gpu_device_bench \
   timeout 360 bash benches/gpu_device.sh > "$OUT/bench.log" 2> "$OUT/profile.log"
 echo "bench: exit $?"
+# The packed shapes for both GEMM kinds at once (the sweep varies one at a time), with
+# the per-kernel profile of the first pair appended to profile.log.
+DIR=${BENCH_DIR:-/tmp/fisao-gpu-bench}/${MODEL:-vit-l-14-336}
+first=1
+for pair in ${SESSION_PAIRS:-128x128/64x64-v4-p4,64x64/32x32-v4-p4 128x128/64x64-p4,64x64/32x32-p4}; do
+  tile=${pair%,*}; batched=${pair#*,}
+  line=$(FISAO_GPU_COOP_TILE=$tile FISAO_GPU_BATCHED_TILE=$batched timeout 120 .devbin/gpu_device_bench "$DIR" "${BATCH:-32}" "${REPEATS:-3}" | tail -1) || line="failed: $?"
+  echo "sweep pair $tile + $batched: $line" >> "$OUT/bench.log"
+  if [ "$first" = 1 ]; then
+    echo "profile of $tile + $batched:" >> "$OUT/profile.log"
+    FISAO_GPU_PROFILE=1 FISAO_GPU_COOP_TILE=$tile FISAO_GPU_BATCHED_TILE=$batched timeout 120 .devbin/gpu_device_bench "$DIR" "${BATCH:-32}" 1 >/dev/null 2>> "$OUT/profile.log"
+    first=0
+  fi
+done
 # One short line per run (the whole JSON lines are in bench.log).
 grep -E '"side"|ratio|parity' "$OUT/bench.log" \
   | sed -E -e 's/^\{"side": "wgpu"/default: &/' \
