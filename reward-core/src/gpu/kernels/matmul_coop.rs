@@ -81,7 +81,8 @@ pub struct CoopTile {
 }
 
 impl CoopTile {
-    /// A single-staged block shape with one accumulator per epilogue round.
+    /// A single-staged block shape with one accumulator per epilogue round;
+    /// `name` is the whole variant's (the modifiers below set its flags).
     const fn new(name: &'static str, bm: u32, bn: u32, tm: u32, tn: u32, kt: u32) -> Self {
         Self {
             name,
@@ -98,39 +99,35 @@ impl CoopTile {
         }
     }
 
-    /// The same shape with `stages` staging buffers and `epilogue`
-    /// accumulators per epilogue round.
-    const fn variant(self, name: &'static str, stages: u32, epilogue: u32) -> Self {
+    /// With `stages` staging buffers and `epilogue` accumulators per
+    /// epilogue round.
+    const fn variant(self, stages: u32, epilogue: u32) -> Self {
         Self {
-            name,
             stages,
             epilogue,
             ..self
         }
     }
 
-    /// The same shape writing four columns at a time.
-    const fn wide(self, name: &'static str) -> Self {
+    /// Writing four columns at a time.
+    const fn wide(self) -> Self {
         Self {
-            name,
             store4: true,
             ..self
         }
     }
 
-    /// The same shape staging its operands in `vec4` arrays.
-    const fn packed_staging(self, name: &'static str) -> Self {
+    /// Staging its operands in `vec4` arrays.
+    const fn packed_staging(self) -> Self {
         Self {
-            name,
             packed: true,
             ..self
         }
     }
 
-    /// The same shape with subgroup barriers around its epilogue rounds.
-    const fn subgroup_synced(self, name: &'static str) -> Self {
+    /// With subgroup barriers around its epilogue rounds.
+    const fn subgroup_synced(self) -> Self {
         Self {
-            name,
             subgroup_epilogue: true,
             ..self
         }
@@ -159,40 +156,40 @@ pub const COOP_TILES: [CoopTile; 24] = [
     CoopTile::new("64x64/32x32", 64, 64, 2, 2, 32),
     CoopTile::new("128x128/64x64-k64", 128, 128, 4, 4, 64),
     CoopTile::new("128x128/32x64-k64", 128, 128, 2, 4, 64),
-    CoopTile::new("128x128/64x64", 128, 128, 4, 4, 32).variant("128x128/64x64-db", 2, 1),
-    CoopTile::new("128x128/64x64", 128, 128, 4, 4, 32).variant("128x128/64x64-e2", 1, 2),
-    CoopTile::new("128x128/64x64", 128, 128, 4, 4, 16).variant("128x128/64x64-k16-db", 2, 1),
-    CoopTile::new("128x128/32x64", 128, 128, 2, 4, 32).variant("128x128/32x64-db", 2, 1),
-    CoopTile::new("64x64/32x32", 64, 64, 2, 2, 32).variant("64x64/32x32-db-e2", 2, 2),
-    CoopTile::new("128x128/64x64", 128, 128, 4, 4, 32).wide("128x128/64x64-v4"),
-    CoopTile::new("64x64/32x32", 64, 64, 2, 2, 32).wide("64x64/32x32-v4"),
-    CoopTile::new("64x64/32x32", 64, 64, 2, 2, 32)
-        .variant("64x64/32x32-e2-v4", 1, 2)
-        .wide("64x64/32x32-e2-v4"),
-    CoopTile::new("128x128/64x64", 128, 128, 4, 4, 32).subgroup_synced("128x128/64x64-sb"),
-    CoopTile::new("64x64/32x32", 64, 64, 2, 2, 32)
-        .wide("64x64/32x32-v4")
-        .subgroup_synced("64x64/32x32-v4-sb"),
-    CoopTile::new("128x128/64x64", 128, 128, 4, 4, 32)
-        .variant("128x128/64x64-db", 2, 1)
-        .wide("128x128/64x64-db-v4")
-        .subgroup_synced("128x128/64x64-db-v4-sb"),
-    CoopTile::new("128x128/64x64", 128, 128, 4, 4, 32).packed_staging("128x128/64x64-p4"),
-    CoopTile::new("128x128/64x64", 128, 128, 4, 4, 32)
-        .variant("128x128/64x64-db", 2, 1)
-        .packed_staging("128x128/64x64-db-p4"),
-    CoopTile::new("64x64/32x32", 64, 64, 2, 2, 32).packed_staging("64x64/32x32-p4"),
-    CoopTile::new("64x64/32x32", 64, 64, 2, 2, 32)
-        .wide("64x64/32x32-v4")
-        .packed_staging("64x64/32x32-v4-p4"),
+    CoopTile::new("128x128/64x64-db", 128, 128, 4, 4, 32).variant(2, 1),
+    CoopTile::new("128x128/64x64-e2", 128, 128, 4, 4, 32).variant(1, 2),
+    CoopTile::new("128x128/64x64-k16-db", 128, 128, 4, 4, 16).variant(2, 1),
+    CoopTile::new("128x128/32x64-db", 128, 128, 2, 4, 32).variant(2, 1),
+    CoopTile::new("64x64/32x32-db-e2", 64, 64, 2, 2, 32).variant(2, 2),
+    CoopTile::new("128x128/64x64-v4", 128, 128, 4, 4, 32).wide(),
+    CoopTile::new("64x64/32x32-v4", 64, 64, 2, 2, 32).wide(),
+    CoopTile::new("64x64/32x32-e2-v4", 64, 64, 2, 2, 32)
+        .variant(1, 2)
+        .wide(),
+    CoopTile::new("128x128/64x64-sb", 128, 128, 4, 4, 32).subgroup_synced(),
+    CoopTile::new("64x64/32x32-v4-sb", 64, 64, 2, 2, 32)
+        .wide()
+        .subgroup_synced(),
+    CoopTile::new("128x128/64x64-db-v4-sb", 128, 128, 4, 4, 32)
+        .variant(2, 1)
+        .wide()
+        .subgroup_synced(),
+    CoopTile::new("128x128/64x64-p4", 128, 128, 4, 4, 32).packed_staging(),
+    CoopTile::new("128x128/64x64-db-p4", 128, 128, 4, 4, 32)
+        .variant(2, 1)
+        .packed_staging(),
+    CoopTile::new("64x64/32x32-p4", 64, 64, 2, 2, 32).packed_staging(),
+    CoopTile::new("64x64/32x32-v4-p4", 64, 64, 2, 2, 32)
+        .wide()
+        .packed_staging(),
     // Combinations, so that one device call can time the likely winners.
-    CoopTile::new("128x128/64x64", 128, 128, 4, 4, 32)
-        .wide("128x128/64x64-v4")
-        .packed_staging("128x128/64x64-v4-p4"),
-    CoopTile::new("64x64/32x32", 64, 64, 2, 2, 32)
-        .wide("64x64/32x32-v4")
-        .packed_staging("64x64/32x32-v4-p4")
-        .subgroup_synced("64x64/32x32-v4-p4-sb"),
+    CoopTile::new("128x128/64x64-v4-p4", 128, 128, 4, 4, 32)
+        .wide()
+        .packed_staging(),
+    CoopTile::new("64x64/32x32-v4-p4-sb", 64, 64, 2, 2, 32)
+        .wide()
+        .packed_staging()
+        .subgroup_synced(),
 ];
 
 /// The block shape of batched GEMMs with a weight per batch (the attention
