@@ -12,11 +12,10 @@ use std::process::{Command, Output};
 
 use gpu_train::trainer::task::CacheVerifier;
 use reward_core::baseline::{Baselines, ScoreClass, ScoreLevel};
-use reward_core::clip::Embeddings;
-use reward_core::clip::cache::{CacheKind, CacheMeta, EmbeddingCache, sha256_digest};
-use reward_core::vocab::{Expansion, Vocabulary};
 
-const IMAGE: &str = "000000000001.png";
+mod common;
+use common::{png, write_caches, write_coco};
+
 /// The tiny CLIP fixture's projection width: the caches must match it for
 /// sentence scores (its text tower embeds the response).
 const DIM: usize = 16;
@@ -25,84 +24,6 @@ fn fixture(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/fixtures")
         .join(path)
-}
-
-fn png(w: u32, h: u32) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut enc = png::Encoder::new(&mut out, w, h);
-    enc.set_color(png::ColorType::Rgb);
-    let mut wr = enc.write_header().unwrap();
-    let px: Vec<u8> = (0..w * h * 3).map(|i| (i * 29 % 251) as u8).collect();
-    wr.write_image_data(&px).unwrap();
-    drop(wr);
-    out
-}
-
-/// Instruct lines, COCO instances and captions, one image.
-fn write_data(d: &Path, image: &[u8]) {
-    std::fs::create_dir_all(d.join("images")).unwrap();
-    std::fs::write(d.join("images").join(IMAGE), image).unwrap();
-    let line = |id: &str, q: &str| {
-        format!(
-            r#"{{"id": "{id}", "image": "{IMAGE}", "conversations": [{{"from": "human", "value": "<image>\n{q}"}}]}}"#
-        )
-    };
-    // Four samples: two batches of two.
-    let lines = [
-        line("a", "Describe the image."),
-        line("b", "What is here?"),
-        line("c", "What do you see?"),
-        line("d", "Describe this photo."),
-    ];
-    std::fs::write(d.join("instruct.jsonl"), lines.join("\n") + "\n").unwrap();
-    std::fs::write(
-        d.join("inst.json"),
-        r#"{"images": [{"id": 1}], "categories": [{"id": 18, "name": "dog"}], "annotations": [{"image_id": 1, "category_id": 18}]}"#,
-    )
-    .unwrap();
-    std::fs::write(
-        d.join("caps.json"),
-        r#"{"annotations": [{"image_id": 1, "caption": "A dog on a sofa."}]}"#,
-    )
-    .unwrap();
-}
-
-/// Vocabulary and image caches of width [`DIM`] (fixed pseudo-random values).
-fn write_caches(d: &Path, image: &[u8]) {
-    let vocab = Vocabulary::builtin(Expansion::Fisao);
-    let keys: Vec<String> = vocab.forms().map(|(f, _)| f.to_string()).collect();
-    let meta = |kind, keys: Vec<String>, digests| CacheMeta {
-        kind,
-        model_hash: format!("sha256:{}", "1".repeat(64)),
-        logit_scale: 100.0,
-        template: (kind == CacheKind::Vocab).then(|| "a photo of {}".to_string()),
-        preprocess: (kind == CacheKind::Images)
-            .then(|| reward_core::clip::image::Preprocess::for_image_size(224)),
-        keys,
-        digests,
-    };
-    let n = keys.len();
-    let values = |n: usize, seed: usize| -> Vec<f32> {
-        (0..n * DIM)
-            .map(|i| (((i + seed) * 7919) % 17) as f32 / 8.0 - 1.0)
-            .collect()
-    };
-    let text = EmbeddingCache::new(
-        meta(CacheKind::Vocab, keys, vec![]),
-        Embeddings::new(values(n, 0), n, DIM).unwrap(),
-    )
-    .unwrap();
-    let images = EmbeddingCache::new(
-        meta(
-            CacheKind::Images,
-            vec![IMAGE.into()],
-            vec![sha256_digest(image)],
-        ),
-        Embeddings::new(values(1, 3), 1, DIM).unwrap(),
-    )
-    .unwrap();
-    text.save(&d.join("text.safetensors")).unwrap();
-    images.save(&d.join("images.safetensors")).unwrap();
 }
 
 /// A baseline.json at `level` for the caches' verifier (as `fisao-train
@@ -198,6 +119,12 @@ fn fisao_train(args: &[&str]) -> Output {
         .expect("running fisao-train")
 }
 
+/// `fisao-train ppo --config CONFIG --reward REWARD` plus `more`.
+fn ppo(config: &str, reward: &str, more: &[&str]) -> Output {
+    let args = ["ppo", "--config", config, "--reward", reward];
+    fisao_train(&[&args[..], more].concat())
+}
+
 fn ok(out: Output, what: &str) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{what}: {}\n{stderr}", out.status);
@@ -226,8 +153,15 @@ fn fisao_train_runs_token_and_sentence_ppo_and_resumes() {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     let image = png(40, 30);
-    write_data(&d, &image);
-    write_caches(&d, &image);
+    // Four samples: two batches of two.
+    let questions = [
+        "Describe the image.",
+        "What is here?",
+        "What do you see?",
+        "Describe this photo.",
+    ];
+    write_coco(&d, &image, &questions);
+    write_caches(&d, &image, DIM, "a photo of {}");
     write_baseline(&d, "baseline.json", ScoreLevel::Object, None);
     write_baseline(&d, "sentence_baseline.json", ScoreLevel::Sentence, None);
     let token = write_config(&d, "token.toml", "run-token", false);
@@ -255,18 +189,11 @@ fn fisao_train_runs_token_and_sentence_ppo_and_resumes() {
         assert!(err.contains("score more responses"), "{err}");
     }
     // One batch, then a resumed run that does the second (and last).
-    let args = ["ppo", "--config", token, "--reward", "token"];
-    ok(
-        fisao_train(&[&args[..], &["--max-batches", "1"]].concat()),
-        "ppo 1",
-    );
+    ok(ppo(token, "token", &["--max-batches", "1"]), "ppo 1");
     let run = d.join("run-token");
     assert_eq!(batches(&run), vec![0]);
     assert!(run.join("checkpoints/latest").is_file());
-    ok(
-        fisao_train(&[&args[..], &["--resume"]].concat()),
-        "ppo resumed",
-    );
+    ok(ppo(token, "token", &["--resume"]), "ppo resumed");
     assert_eq!(batches(&run), vec![0, 1]);
 
     // Fewer samples than one batch: an error naming both numbers, not a
@@ -291,15 +218,7 @@ fn fisao_train_runs_token_and_sentence_ppo_and_resumes() {
     // Sentence-level scores need the CLIP model; without it the run stops
     // before training, naming the setting.
     let err = failed(
-        fisao_train(&[
-            "ppo",
-            "--config",
-            token,
-            "--reward",
-            "sentence",
-            "--max-batches",
-            "1",
-        ]),
+        ppo(token, "sentence", &["--max-batches", "1"]),
         "sentence without clip_model",
     );
     assert!(err.contains("verifier.clip_model"), "{err}");
@@ -307,15 +226,7 @@ fn fisao_train_runs_token_and_sentence_ppo_and_resumes() {
     let sentence = write_config(&d, "sentence.toml", "run-sentence", true);
     let sentence = sentence.to_str().unwrap();
     ok(
-        fisao_train(&[
-            "ppo",
-            "--config",
-            sentence,
-            "--reward",
-            "sentence",
-            "--max-batches",
-            "1",
-        ]),
+        ppo(sentence, "sentence", &["--max-batches", "1"]),
         "sentence ppo",
     );
     assert_eq!(batches(&d.join("run-sentence")), vec![0]);
@@ -328,15 +239,7 @@ fn fisao_train_runs_token_and_sentence_ppo_and_resumes() {
     let other = format!("sha256:{}", "2".repeat(64));
     write_baseline(&d, "baseline.json", ScoreLevel::Object, Some(&other));
     let err = failed(
-        fisao_train(&[
-            "ppo",
-            "--config",
-            token,
-            "--reward",
-            "token",
-            "--max-batches",
-            "1",
-        ]),
+        ppo(token, "token", &["--max-batches", "1"]),
         "baseline of another verifier",
     );
     assert!(

@@ -12,60 +12,20 @@ use gpu_train::trainer::rollout::Task;
 use gpu_train::trainer::task::{CacheVerifier, CocoTask};
 use gpu_train::trainer::{baseline, data};
 use reward_core::Matcher;
-use reward_core::clip::Embeddings;
-use reward_core::clip::cache::{CacheKind, CacheMeta, EmbeddingCache, sha256_digest};
 use reward_core::reward::{RewardMode, TokenRewarder};
 use reward_core::vocab::{Expansion, Vocabulary};
 use tch::Device;
+
+mod common;
+use common::{png, write_caches, write_coco};
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/llava/tiny-new")
 }
 
-fn png(w: u32, h: u32) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut enc = png::Encoder::new(&mut out, w, h);
-    enc.set_color(png::ColorType::Rgb);
-    let mut wr = enc.write_header().unwrap();
-    let px: Vec<u8> = (0..w * h * 3).map(|i| (i * 37 % 251) as u8).collect();
-    wr.write_image_data(&px).unwrap();
-    drop(wr);
-    out
-}
-
-fn caches(d: &Path, vocab: &Vocabulary, image: &[u8]) -> CacheVerifier {
-    let keys: Vec<String> = vocab.forms().map(|(f, _)| f.to_string()).collect();
-    let dim = 4;
-    let data: Vec<f32> = (0..keys.len() * dim)
-        .map(|i| ((i * 7919) % 13) as f32 - 6.0)
-        .collect();
-    let meta = |kind, keys: Vec<String>, digests| CacheMeta {
-        kind,
-        model_hash: format!("sha256:{}", "0".repeat(64)),
-        logit_scale: 100.0,
-        template: (kind == CacheKind::Vocab).then(|| "{}".to_string()),
-        preprocess: (kind == CacheKind::Images)
-            .then(|| reward_core::clip::image::Preprocess::for_image_size(224)),
-        keys,
-        digests,
-    };
-    let n = keys.len();
-    let text = EmbeddingCache::new(
-        meta(CacheKind::Vocab, keys, vec![]),
-        Embeddings::new(data, n, dim).unwrap(),
-    )
-    .unwrap();
-    let img = EmbeddingCache::new(
-        meta(
-            CacheKind::Images,
-            vec!["000000000001.png".into()],
-            vec![sha256_digest(image)],
-        ),
-        Embeddings::new(vec![1.0, 0.5, -0.5, 0.25], 1, dim).unwrap(),
-    )
-    .unwrap();
-    text.save(&d.join("text.safetensors")).unwrap();
-    img.save(&d.join("images.safetensors")).unwrap();
+/// The caches written by `common::write_caches` (4 wide), loaded.
+fn caches(d: &Path, image: &[u8]) -> CacheVerifier {
+    write_caches(d, image, 4, "{}");
     CacheVerifier::load(
         &d.join("text.safetensors"),
         &d.join("images.safetensors"),
@@ -80,29 +40,8 @@ fn trainer_coco_task_baseline_and_ppo_with_images() {
     tch::set_num_threads(1);
     let d = std::env::temp_dir().join(format!("fisao-task-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(d.join("images")).unwrap();
     let image = png(50, 40);
-    std::fs::write(d.join("images/000000000001.png"), &image).unwrap();
-    let line = |q: &str| {
-        format!(
-            r#"{{"id": "a", "image": "000000000001.png", "conversations": [{{"from": "human", "value": "<image>\n{q}"}}]}}"#
-        )
-    };
-    std::fs::write(
-        d.join("instruct.jsonl"),
-        format!(
-            "{}\n{}\n",
-            line("Describe the image."),
-            line("What is here?")
-        ),
-    )
-    .unwrap();
-    std::fs::write(d.join("inst.json"), r#"{"images": [{"id": 1}], "categories": [{"id": 18, "name": "dog"}], "annotations": [{"image_id": 1, "category_id": 18}]}"#).unwrap();
-    std::fs::write(
-        d.join("caps.json"),
-        r#"{"annotations": [{"image_id": 1, "caption": "A dog on a sofa."}]}"#,
-    )
-    .unwrap();
+    write_coco(&d, &image, &["Describe the image.", "What is here?"]);
     let cfg = DataConfig {
         instruct: d.join("instruct.jsonl"),
         image_root: d.join("images"),
@@ -113,7 +52,7 @@ fn trainer_coco_task_baseline_and_ppo_with_images() {
     };
     let vocab = Vocabulary::builtin(Expansion::Fisao);
     let ds = data::load(&cfg, &vocab, &Matcher::new(&vocab)).unwrap();
-    let verifier = caches(&d, &vocab, &image);
+    let verifier = caches(&d, &image);
 
     tch::manual_seed(3);
     let mut opts = LoadOptions::for_device(Device::Cpu);
