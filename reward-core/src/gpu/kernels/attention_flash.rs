@@ -176,7 +176,7 @@ fn kernel_source(dt: u32, dl: CoopDialect) -> String {
     let kt = BK / 16;
     let mut s = String::from(dl.header());
     s.push_str(PRELUDE);
-    s.push_str(&dl.helpers(&["sq", "skv"], &["ss"]));
+    s.push_str(&dl.helpers(&["sq", "skv"], false, &["ss"]));
     s.push_str(dl.main());
     s.push_str(
         "    let q0 = wid.x * BQ;\n    let h = wid.y;\n    let first = wid.z * p.len;\n    \

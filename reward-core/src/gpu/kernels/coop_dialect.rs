@@ -155,16 +155,6 @@ impl CoopDialect {
         }
     }
 
-    /// [`Self::helpers`] for operand arrays of `vec4<f16>` (packed
-    /// staging): the emulated loads take their offset and stride in vec4s,
-    /// as the hardware load does from a vector array; nothing on hardware.
-    pub(crate) fn packed_helpers(self, operands: &[&str]) -> String {
-        match self {
-            CoopDialect::Hardware => String::new(),
-            CoopDialect::Emulated => operand_loads(operands, true),
-        }
-    }
-
     /// An expression: `a * b + c`.
     pub(crate) fn mma(self, a: &str, b: &str, c: &str) -> String {
         match self {
@@ -174,15 +164,22 @@ impl CoopDialect {
     }
 
     /// The emulation's functions for the workgroup arrays the kernel reads
-    /// matrices from (`operands`, f16) and keeps accumulators in
-    /// (`accumulators`, f32); nothing on hardware.
-    pub(crate) fn helpers(self, operands: &[&str], accumulators: &[&str]) -> String {
+    /// matrices from (`operands`: f16, or `vec4<f16>` when `packed`, whose
+    /// loads then take their offset and stride in vec4s as the hardware load
+    /// does from a vector array) and keeps accumulators in (`accumulators`,
+    /// f32); nothing on hardware.
+    pub(crate) fn helpers(self, operands: &[&str], packed: bool, accumulators: &[&str]) -> String {
         let mut s = String::new();
         if self == CoopDialect::Hardware {
             return s;
         }
         s.push_str(EMULATED_MMA);
-        s.push_str(&operand_loads(operands, false));
+        for array in operands {
+            for row_major in [false, true] {
+                s.push_str(&emulated_load(array, Role::A, row_major, packed));
+                s.push_str(&emulated_load(array, Role::B, row_major, packed));
+            }
+        }
         for array in accumulators {
             s.push_str(&emulated_load(array, Role::C, true, false));
             s.push_str(&format!(
@@ -196,40 +193,29 @@ impl CoopDialect {
     }
 }
 
-/// The emulated A and B loads, both layouts, of each array in `operands`.
-fn operand_loads(operands: &[&str], packed: bool) -> String {
-    let mut s = String::new();
-    for array in operands {
-        for row_major in [false, true] {
-            s.push_str(&emulated_load(array, Role::A, row_major, packed));
-            s.push_str(&emulated_load(array, Role::B, row_major, packed));
-        }
-    }
-    s
-}
-
 /// One emulated load function: `emu_load_<role>[T]_<array>`. On a
 /// `packed` array (`vec4<f16>` elements) the offset and stride count
 /// vec4s, as a cooperative load from a vector array does, and the matrix
 /// reads the halves in memory order.
 fn emulated_load(array: &str, role: Role, row_major: bool, packed: bool) -> String {
     let t = if row_major { "T" } else { "" };
-    // Element (r, c) of the matrix, as an index into `array`.
+    // Element (r, c) of the matrix: `array` at half `e`, which a packed
+    // array holds as component e % 4 of vec4 e / 4.
     let at = |r: &str, c: &str| {
         let e = match row_major {
             true => format!("off + ({r}) * ld + {c}"),
             false => format!("off + ({c}) * ld + {r}"),
         };
         match packed {
-            false => e,
-            true => format!("({e}) / 4u][({e}) % 4u"),
+            false => format!("{array}[{e}]"),
+            true => format!("{array}[({e}) / 4u][({e}) % 4u]"),
         }
     };
     let (len, body) = match role {
         Role::A => (
             16,
             format!(
-                "    for (var k = 0u; k < 16u; k++) {{\n        m[k] = f32({array}[{}]);\n    }}\n",
+                "    for (var k = 0u; k < 16u; k++) {{\n        m[k] = f32({});\n    }}\n",
                 at("lane / 2u", "k")
             ),
         ),
@@ -237,14 +223,14 @@ fn emulated_load(array: &str, role: Role, row_major: bool, packed: bool) -> Stri
             128,
             format!(
                 "    for (var k = 0u; k < 16u; k++) {{\n        for (var j = 0u; j < 8u; j++) {{\n            \
-                 m[k * 8u + j] = f32({array}[{}]);\n        }}\n    }}\n",
+                 m[k * 8u + j] = f32({});\n        }}\n    }}\n",
                 at("k", "(lane % 2u) * 8u + j")
             ),
         ),
         Role::C => (
             8,
             format!(
-                "    for (var j = 0u; j < 8u; j++) {{\n        m[j] = f32({array}[{}]);\n    }}\n",
+                "    for (var j = 0u; j < 8u; j++) {{\n        m[j] = f32({});\n    }}\n",
                 at("lane / 2u", "(lane % 2u) * 8u + j")
             ),
         ),
@@ -288,8 +274,8 @@ mod tests {
             emu.store("c", "sc", "0u", "16u"),
             "emu_storeT_sc(c, 0u, 16u, lane);"
         );
-        assert!(hw.helpers(&["sa"], &["sc"]).is_empty());
-        let helpers = emu.helpers(&["sa"], &["sc"]);
+        assert!(hw.helpers(&["sa"], false, &["sc"]).is_empty());
+        let helpers = emu.helpers(&["sa"], false, &["sc"]);
         for f in [
             "fn emu_mma(",
             "fn emu_load_A_sa(",

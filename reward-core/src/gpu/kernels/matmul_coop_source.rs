@@ -50,13 +50,7 @@ pub(super) fn kernel_source(t: &CoopTile, form: Form) -> String {
             s.push_str(SCALAR_STORE);
         }
     }
-    match t.packed {
-        false => s.push_str(&d.helpers(&["sa", "sb"], &["sc"])),
-        true => {
-            s.push_str(&d.helpers(&[], &["sc"]));
-            s.push_str(&d.packed_helpers(&["sa", "sb"]));
-        }
-    }
+    s.push_str(&d.helpers(&["sa", "sb"], t.packed, &["sc"]));
     s.push_str(d.main());
     let sub_m = t.bm / (16 * t.tm);
     s.push_str("    let row0 = wid.y * BM;\n    let col0 = wid.x * BN;\n");
