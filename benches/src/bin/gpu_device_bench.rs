@@ -79,29 +79,9 @@ fn main() -> Result<(), String> {
     };
 
     let t0 = Instant::now();
-    let profile = std::env::var_os("FISAO_GPU_PROFILE").is_some_and(|v| v != "0");
-    let coop = std::env::var_os("FISAO_GPU_COOP").is_none_or(|v| v != "0");
-    let attention = match std::env::var("FISAO_GPU_ATTENTION").as_deref() {
-        Err(_) | Ok("auto") => AttentionKernel::Auto,
-        Ok("fused") => AttentionKernel::Fused,
-        Ok("gemm") => AttentionKernel::Gemm,
-        Ok("flash") => AttentionKernel::Flash,
-        Ok(other) => {
-            return Err(format!(
-                "FISAO_GPU_ATTENTION={other:?}: expected auto, fused, gemm or flash"
-            ));
-        }
-    };
-    let coop_tile = tile_from_env("FISAO_GPU_COOP_TILE")?;
     let options = GpuOptions {
         precision,
-        profile,
-        cooperative_matrix: coop,
-        attention,
-        coop_tile,
-        coop_batched_tile: tile_from_env("FISAO_GPU_BATCHED_TILE")?,
-        values_in_place: std::env::var_os("FISAO_GPU_V_IN_PLACE").is_none_or(|v| v != "0"),
-        ..shader_options()?
+        ..options_from_env()?
     };
     let ctx = GpuContext::new(&options).map_err(|e| format!("{e} (try --backend cpu)"))?;
     let model = GpuClipModel::load(&ctx, &dir).map_err(|e| e.to_string())?;
@@ -126,7 +106,7 @@ fn main() -> Result<(), String> {
         std::hint::black_box(e);
     }
     let per_call = per_call(before, ctx.stats(), repeats.max(1) as u64);
-    if profile {
+    if options.profile {
         print_profile(&ctx, repeats + 1);
     }
     let keep = first.rows().min(2) * first.dim();
@@ -137,7 +117,7 @@ fn main() -> Result<(), String> {
     std::fs::write(dir.join("gpu_embeddings.f32"), bytes).map_err(|e| e.to_string())?;
     let info = ctx.adapter_info();
     println!(
-        "{{\"side\": \"wgpu\", \"adapter\": {:?}, \"backend\": \"{:?}\", \"precision\": \"{:?}\", \"gemm\": {:?}, \"attention\": {:?}, \"bounds_checks\": {}, \"zero_workgroup\": {}, \"layernorm_lanes\": {}, \"batch\": {batch}, \"load_s\": {load_s:.3}, \"warmup_s\": {warm_s:.3}, \"best_s\": {best:.4}, \"images_per_s\": {:.3}, \"per_call\": {per_call}, \"profile\": {profile}}}",
+        "{{\"side\": \"wgpu\", \"adapter\": {:?}, \"backend\": \"{:?}\", \"precision\": \"{:?}\", \"gemm\": {:?}, \"attention\": {:?}, \"bounds_checks\": {}, \"zero_workgroup\": {}, \"layernorm_lanes\": {}, \"batch\": {batch}, \"load_s\": {load_s:.3}, \"warmup_s\": {warm_s:.3}, \"best_s\": {best:.4}, \"images_per_s\": {:.3}, \"per_call\": {per_call}, \"profile\": {}}}",
         info.name,
         info.backend,
         ctx.precision(),
@@ -146,7 +126,8 @@ fn main() -> Result<(), String> {
         options.shader_bounds_checks,
         options.zero_workgroup_memory,
         options.layernorm_lanes,
-        batch as f64 / best
+        batch as f64 / best,
+        options.profile
     );
     Ok(())
 }
@@ -162,10 +143,7 @@ fn main() -> Result<(), String> {
 fn probe(launches: usize, m: usize) -> Result<(), String> {
     let options = GpuOptions {
         precision: Some(Precision::F16),
-        coop_tile: tile_from_env("FISAO_GPU_COOP_TILE")?,
-        emulate_cooperative_matrix: std::env::var_os("FISAO_GPU_EMULATE_COOP")
-            .is_some_and(|v| v == "1"),
-        ..shader_options()?
+        ..options_from_env()?
     };
     let ctx = GpuContext::new(&options).map_err(|e| e.to_string())?;
     let probes: &[GemmProbe] = match ctx.gemm_kernel().starts_with("coop") {
@@ -197,11 +175,24 @@ fn probe(launches: usize, m: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// The defaults, with `FISAO_GPU_BOUNDS_CHECKS=0`,
-/// `FISAO_GPU_ZERO_WORKGROUP=0` and `FISAO_GPU_LN_LANES` applied.
-fn shader_options() -> Result<GpuOptions, String> {
-    let off = |var: &str| std::env::var_os(var).is_some_and(|v| v == "0");
+/// The defaults with every `FISAO_GPU_*` setting of the environment applied
+/// (the module header lists them; `FISAO_GPU_EMULATE_COOP=1` is for probe
+/// smoke runs on lavapipe).
+fn options_from_env() -> Result<GpuOptions, String> {
+    let var = |name: &str| std::env::var_os(name);
+    let off = |name: &str| var(name).is_some_and(|v| v == "0");
     let defaults = GpuOptions::default();
+    let attention = match std::env::var("FISAO_GPU_ATTENTION").as_deref() {
+        Err(_) | Ok("auto") => AttentionKernel::Auto,
+        Ok("fused") => AttentionKernel::Fused,
+        Ok("gemm") => AttentionKernel::Gemm,
+        Ok("flash") => AttentionKernel::Flash,
+        Ok(other) => {
+            return Err(format!(
+                "FISAO_GPU_ATTENTION={other:?}: expected auto, fused, gemm or flash"
+            ));
+        }
+    };
     let layernorm_lanes = match std::env::var("FISAO_GPU_LN_LANES") {
         Ok(v) => v
             .parse()
@@ -209,6 +200,13 @@ fn shader_options() -> Result<GpuOptions, String> {
         Err(_) => defaults.layernorm_lanes,
     };
     Ok(GpuOptions {
+        profile: var("FISAO_GPU_PROFILE").is_some_and(|v| v != "0"),
+        cooperative_matrix: !off("FISAO_GPU_COOP"),
+        attention,
+        coop_tile: tile_from_env("FISAO_GPU_COOP_TILE")?,
+        coop_batched_tile: tile_from_env("FISAO_GPU_BATCHED_TILE")?,
+        values_in_place: !off("FISAO_GPU_V_IN_PLACE"),
+        emulate_cooperative_matrix: var("FISAO_GPU_EMULATE_COOP").is_some_and(|v| v == "1"),
         shader_bounds_checks: !off("FISAO_GPU_BOUNDS_CHECKS"),
         zero_workgroup_memory: !off("FISAO_GPU_ZERO_WORKGROUP"),
         layernorm_lanes,
