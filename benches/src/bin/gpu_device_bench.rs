@@ -23,9 +23,9 @@
 //! the image tower's attention (default `auto`: GEMMs on tensor cores),
 //! `FISAO_GPU_BOUNDS_CHECKS=0` compiles the kernels without naga's bounds
 //! checks and `FISAO_GPU_ZERO_WORKGROUP=0` without clearing workgroup memory
-//! at launch (both also apply to `--probe`; the JSON names them), and
-//! `FISAO_GPU_LN_LANES=<n>` sets the invocations per LayerNorm row (default
-//! 32; 256 is the kernel before session 7).
+//! at launch (the JSON names both), and `FISAO_GPU_LN_LANES=<n>` sets the
+//! invocations per LayerNorm row (default 32; 256 is the kernel before
+//! session 7). `--probe` reads the same settings (`options_from_env`).
 
 use std::path::PathBuf;
 use std::time::Instant;
