@@ -24,7 +24,10 @@
 #                                        # bounds checks, without clearing workgroup
 #                                        # memory, and without both; SWEEP_LN="256 64":
 #                                        # also the default with that many invocations
-#                                        # per LayerNorm row, FISAO_GPU_LN_LANES)
+#                                        # per LayerNorm row, FISAO_GPU_LN_LANES;
+#                                        # SWEEP_SUBMIT="64 16": also the default
+#                                        # submitted in command buffers of that many
+#                                        # launches, FISAO_GPU_SUBMIT_EVERY)
 # The wgpu JSON line's "gemm" names the GEMM kernel that ran ("coop-16x16x16-f16-f32"
 # where the adapter has cooperative matrices, else "tiled-f32").
 # The wgpu JSON line has "per_call": submissions, dispatches, buffers, bind groups,
@@ -78,6 +81,10 @@ if [ "${SWEEP:-0}" = 1 ]; then
     line=$(FISAO_GPU_LN_LANES=$lanes FISAO_GPU_ATTENTION=gemm timeout 120 "$BIN" "$DIR" "$BATCH" "$REPEATS" ${PRECISION:-} | tail -1) || line="failed: $?"
     echo "sweep default layernorm lanes $lanes: $line"
   done
+  for every in ${SWEEP_SUBMIT:-}; do
+    line=$(FISAO_GPU_SUBMIT_EVERY=$every FISAO_GPU_ATTENTION=gemm timeout 120 "$BIN" "$DIR" "$BATCH" "$REPEATS" ${PRECISION:-} | tail -1) || line="failed: $?"
+    echo "sweep default submit every $every: $line"
+  done
   for batched in ${SWEEP_BATCHED:-}; do
     line=$(FISAO_GPU_BATCHED_TILE=$batched FISAO_GPU_ATTENTION=gemm timeout 120 "$BIN" "$DIR" "$BATCH" "$REPEATS" ${PRECISION:-} | tail -1) || line="failed: $?"
     echo "sweep default batched $batched: $line"
@@ -96,6 +103,12 @@ rs, py = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 ratio = rs["images_per_s"] / py["images_per_s"]
 print(f"images/s  wgpu ({rs['adapter']}, {rs['precision']}, gemm {rs.get('gemm')}, attention {rs.get('attention')}) {rs['images_per_s']:.2f}  "
       f"pytorch ({py['device']}, {py['dtype']}) {py['images_per_s']:.2f}  ratio {ratio:.3f}x (goal >= 0.5x)")
+if "images_per_s_from_host" in py:
+    # Both sides from f32 pixels on the host (the wgpu side always is).
+    host_ratio = rs["images_per_s"] / py["images_per_s_from_host"]
+    print(f"pytorch with its pixels uploaded in the timed call: {py['images_per_s_from_host']:.2f} images/s, "
+          f"ratio {host_ratio:.3f}x; wgpu host-side time before the GPU starts: "
+          f"{rs.get('per_call', {}).get('host_ms', '?')} ms per call")
 if "min_cosine_vs_wgpu" in py:
     print(f"parity: min cosine {py['min_cosine_vs_wgpu']}, max rel diff {py['max_rel_diff_vs_wgpu']}")
 PYEOF

@@ -10,7 +10,9 @@
 #      sweep of the cooperative GEMM variants (SESSION_TILES), the attention-product
 #      shapes (SESSION_BATCHED), the v^T copy and the kernels without bounds checks or
 #      workgroup clearing (SWEEP_SHADER), and the LayerNorm at 256 / 64 invocations per
-#      row against the default 32 (SWEEP_LN).
+#      row against the default 32 (SWEEP_LN), and a call submitted in parts of 96 / 24
+#      launches (SWEEP_SUBMIT). Every wgpu line's per_call has host_ms: the CPU time
+#      before the GPU starts (pixels uploaded as f32 since session 8).
 #
 # Here, on the dev box (builds and strips both binaries into .devbin/, ~10 min cold):
 #   bash benches/gpu_device_session.sh --prepare
@@ -92,7 +94,7 @@ grep -E '"probe"' "$OUT/probe.log" | sed -E 's/.*"probe": "([^"]*)", "layer": "(
 
 SESSION_TILES=${SESSION_TILES:-"128x128/64x64 128x128/64x64-p4 128x128/64x64-db-p4 128x128/64x64-v4-p4 128x128/64x64-db 128x128/64x64-e2 128x128/64x64-v4 128x128/64x64-sb 128x128/64x64-db-v4-sb 128x128/64x64-k16-db 128x128/32x64-db 128x128/32x64-k64"}
 SESSION_BATCHED=${SESSION_BATCHED:-"64x64/32x32-p4 64x64/32x32-v4-p4 64x64/32x32-v4-p4-sb 64x64/32x32-v4 64x64/32x32-e2-v4 64x64/32x32-db-e2 64x64/32x32-v4-sb"}
-PROFILE=${PROFILE:-1} SWEEP=1 SWEEP_TILES="$SESSION_TILES" SWEEP_BATCHED="$SESSION_BATCHED" SWEEP_V_COPY=1 SWEEP_SHADER=1 SWEEP_LN="256 64" BIN=.devbin/gpu_device_bench \
+PROFILE=${PROFILE:-1} SWEEP=1 SWEEP_TILES="$SESSION_TILES" SWEEP_BATCHED="$SESSION_BATCHED" SWEEP_V_COPY=1 SWEEP_SHADER=1 SWEEP_LN="256 64" SWEEP_SUBMIT="${SWEEP_SUBMIT:-96 24}" BIN=.devbin/gpu_device_bench \
   timeout 360 bash benches/gpu_device.sh > "$OUT/bench.log" 2> "$OUT/profile.log"
 echo "bench: exit $?"
 # The packed shapes for both GEMM kinds at once (the sweep varies one at a time), with

@@ -314,6 +314,47 @@ fn towers_without_bounds_checks_or_zeroed_workgroup_memory_give_the_same_bits() 
 }
 
 #[test]
+fn a_pass_submitted_in_parts_gives_the_same_bits_and_counts_its_parts() {
+    let Some(whole) = context(Precision::F32) else {
+        return;
+    };
+    let split = GpuContext::new(&GpuOptions {
+        precision: Some(Precision::F32),
+        dispatches_per_submission: 3,
+        ..GpuOptions::default()
+    })
+    .expect("a second f32 context");
+    let name = "tiny-quickgelu";
+    let v = ClipModel::load(&fixture(name))
+        .unwrap()
+        .config()
+        .vision_config
+        .clone();
+    let n = 2;
+    let px = pixels(n * v.num_channels * v.image_size * v.image_size, 31);
+    let run = |ctx: &GpuContext| {
+        let gpu = GpuClipModel::load(ctx, &fixture(name)).expect("gpu model");
+        let images = gpu.embed_images(ctx, &px, n).expect("warm-up");
+        let before = ctx.stats();
+        assert_eq!(
+            gpu.embed_images(ctx, &px, n).unwrap().as_slice(),
+            images.as_slice()
+        );
+        let after = ctx.stats();
+        let texts = gpu.embed_texts(ctx, TEXTS).expect("gpu texts");
+        (images, texts.embeddings, before, after)
+    };
+    let (want_images, want_texts, ..) = run(whole);
+    let (images, texts, before, after) = run(&split);
+    assert_eq!(images.as_slice(), want_images.as_slice(), "images");
+    assert_eq!(texts.as_slice(), want_texts.as_slice(), "texts");
+    let dispatches = after.dispatches - before.dispatches;
+    let submissions = after.submissions - before.submissions;
+    assert!(dispatches > 3, "{dispatches} launches");
+    assert_eq!(submissions, dispatches.div_ceil(3), "{dispatches} launches");
+}
+
+#[test]
 fn many_images_span_several_submissions() {
     let Some(ctx) = context(Precision::F32) else {
         return;

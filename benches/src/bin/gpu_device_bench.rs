@@ -25,7 +25,11 @@
 //! checks and `FISAO_GPU_ZERO_WORKGROUP=0` without clearing workgroup memory
 //! at launch (the JSON names both), and `FISAO_GPU_LN_LANES=<n>` sets the
 //! invocations per LayerNorm row (default 32; 256 is the kernel before
-//! session 7). `--probe` reads the same settings (`options_from_env`).
+//! session 7), `FISAO_GPU_SUBMIT_EVERY=<n>` submits a call in command buffers
+//! of n launches (default 0: whole; the JSON's per_call counts them), and
+//! `FISAO_GPU_TIMEOUT_S=<s>` how long a call may run (default
+//! 120; smoke runs of ViT-L on lavapipe need more). `--probe` reads the same
+//! settings (`options_from_env`).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -132,7 +136,6 @@ fn main() -> Result<(), String> {
     Ok(())
 }
 
-/// Host-side operations of one warm call, as a JSON object.
 /// `--probe [LAUNCHES] [ROWS]`: the ViT-L/14-336 linear layers' GEMMs of
 /// one 16-image chunk (ROWS = 16 x 577 by default) on the context's GEMM
 /// kernel, whole and with parts left out (`GemmProbe`; only whole on the
@@ -199,7 +202,22 @@ fn options_from_env() -> Result<GpuOptions, String> {
             .map_err(|e| format!("FISAO_GPU_LN_LANES={v:?}: {e}"))?,
         Err(_) => defaults.layernorm_lanes,
     };
+    let timeout = match std::env::var("FISAO_GPU_TIMEOUT_S") {
+        Ok(v) => core::time::Duration::from_secs(
+            v.parse()
+                .map_err(|e| format!("FISAO_GPU_TIMEOUT_S={v:?}: {e}"))?,
+        ),
+        Err(_) => defaults.timeout,
+    };
+    let dispatches_per_submission = match std::env::var("FISAO_GPU_SUBMIT_EVERY") {
+        Ok(v) => v
+            .parse()
+            .map_err(|e| format!("FISAO_GPU_SUBMIT_EVERY={v:?}: {e}"))?,
+        Err(_) => defaults.dispatches_per_submission,
+    };
     Ok(GpuOptions {
+        timeout,
+        dispatches_per_submission,
         profile: var("FISAO_GPU_PROFILE").is_some_and(|v| v != "0"),
         cooperative_matrix: !off("FISAO_GPU_COOP"),
         attention,
@@ -224,10 +242,16 @@ fn tile_from_env(var: &str) -> Result<Option<CoopTile>, String> {
     }
 }
 
+/// Host-side operations of one warm call, as a JSON object: `host_ms` is
+/// the CPU time before the GPU could start (inputs uploaded, kernels
+/// recorded and encoded), `wait_ms` from the submission to the readback.
 fn per_call(a: GpuStats, b: GpuStats, calls: u64) -> String {
     let d = |x: u64, y: u64| (y - x) as f64 / calls as f64;
+    let ms = |x: u64, y: u64| d(x, y) / 1e6;
     format!(
-        "{{\"submissions\": {}, \"dispatches\": {}, \"buffers_created\": {}, \"bind_groups_created\": {}, \"pipelines_compiled\": {}, \"readbacks\": {}, \"bytes_uploaded\": {}}}",
+        "{{\"host_ms\": {:.2}, \"wait_ms\": {:.2}, \"submissions\": {}, \"dispatches\": {}, \"buffers_created\": {}, \"bind_groups_created\": {}, \"pipelines_compiled\": {}, \"readbacks\": {}, \"bytes_uploaded\": {}}}",
+        ms(a.host_ns, b.host_ns),
+        ms(a.wait_ns, b.wait_ns),
         d(a.submissions, b.submissions),
         d(a.dispatches, b.dispatches),
         d(a.buffers_created, b.buffers_created),

@@ -105,6 +105,12 @@ pub struct GpuOptions {
     /// per workgroup as before session 7. For device A/B runs
     /// (bench `FISAO_GPU_LN_LANES`).
     pub layernorm_lanes: u32,
+    /// Kernel launches per command buffer: a forward pass goes to the queue
+    /// in parts of this many, so the GPU starts on the first part while the
+    /// host encodes the next. 0 (the default) submits each pass whole, as
+    /// a GPU has timed so far; for device A/B runs (bench
+    /// `FISAO_GPU_SUBMIT_EVERY`).
+    pub dispatches_per_submission: usize,
 }
 
 /// Which attention kernels run on equal-length, non-causal batches (the
@@ -146,6 +152,7 @@ impl Default for GpuOptions {
             shader_bounds_checks: true,
             zero_workgroup_memory: true,
             layernorm_lanes: 32,
+            dispatches_per_submission: 0,
         }
     }
 }
@@ -170,6 +177,40 @@ pub struct GpuStats {
     pub readbacks: u64,
     /// Bytes written to the device through the queue.
     pub bytes_uploaded: u64,
+    /// Host nanoseconds spent before the GPU could start on a forward
+    /// pass: uploading its inputs, recording its kernels, encoding and
+    /// submitting them. The GPU idles meanwhile (one submission per
+    /// chunk), so this is serial overhead on top of the kernels' time.
+    /// Zero where there is no clock (wasm32).
+    pub host_ns: u64,
+    /// Host nanoseconds from the submission until the results were read
+    /// back: the kernels, the copy and the map (zero on wasm32).
+    pub wait_ns: u64,
+}
+
+/// Wall time of a host-side stretch, for [`GpuStats::host_ns`] and
+/// [`GpuStats::wait_ns`]; measures nothing on wasm32, where browsers
+/// offer no monotonic clock to a `no_std`-style crate without `web-sys`.
+pub(crate) struct Stopwatch {
+    #[cfg(not(target_arch = "wasm32"))]
+    start: std::time::Instant,
+}
+
+impl Stopwatch {
+    pub(crate) fn start() -> Self {
+        Self {
+            #[cfg(not(target_arch = "wasm32"))]
+            start: std::time::Instant::now(),
+        }
+    }
+
+    /// Nanoseconds since [`Stopwatch::start`] (0 on wasm32).
+    pub(crate) fn nanos(&self) -> u64 {
+        #[cfg(not(target_arch = "wasm32"))]
+        return u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        #[cfg(target_arch = "wasm32")]
+        0
+    }
 }
 
 /// Wall time of one kernel class under [`GpuOptions::profile`].
@@ -227,6 +268,8 @@ pub struct GpuContext {
     bounds_checks: bool,
     zero_workgroup_memory: bool,
     layernorm_lanes: u32,
+    /// [`GpuOptions::dispatches_per_submission`].
+    submit_every: usize,
     /// The cooperative-matrix configuration the GEMMs use, if any.
     coop: Option<wgpu::CooperativeMatrixProperties>,
     /// Whether the cooperative kernels are emulated in plain WGSL
@@ -368,6 +411,7 @@ impl GpuContext {
             bounds_checks: options.shader_bounds_checks,
             zero_workgroup_memory: options.zero_workgroup_memory,
             layernorm_lanes: options.layernorm_lanes,
+            submit_every: options.dispatches_per_submission,
             coop,
             coop_emulated,
             shared_limit,
@@ -516,6 +560,13 @@ impl GpuContext {
             .collect();
         out.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
         out
+    }
+
+    /// Adds the time since `since` to [`GpuStats::host_ns`]: callers time
+    /// the recording of a forward pass, [`GpuContext::run`] its encoding.
+    pub(crate) fn charge_host(&self, since: &Stopwatch) {
+        let ns = since.nanos();
+        self.count(|s| s.host_ns += ns);
     }
 
     fn count(&self, f: impl FnOnce(&mut GpuStats)) {
@@ -760,6 +811,7 @@ impl GpuContext {
         count: usize,
     ) -> Result<Vec<f32>, GpuError> {
         self.check_fault()?;
+        let host = Stopwatch::start();
         let bytes = (count as u64 * self.precision.size())
             .next_multiple_of(4)
             .max(4);
@@ -776,7 +828,10 @@ impl GpuContext {
         if let Some(e) = error {
             return Err(self.settle(GpuError::from_wgpu(e, "running the kernels")));
         }
+        self.charge_host(&host);
+        let wait = Stopwatch::start();
         let data = self.map(&staging, bytes).await?;
+        self.count(|s| s.wait_ns += wait.nanos());
         self.put_staging(staging);
         self.check_fault()?;
         Ok(decode(&data, count, self.precision))
@@ -805,7 +860,9 @@ impl GpuContext {
     }
 
     /// Writes the params of `dispatches` into the arena, records them into
-    /// one compute pass (plus the result copy) and submits. Holds the cache
+    /// compute passes (plus the result copy) and submits them: as one
+    /// command buffer, or in parts ([`GpuOptions::dispatches_per_submission`]).
+    /// The params' write lands with the first part. Holds the cache
     /// lock from the params write to the submit (never across an await):
     /// `write_buffer` lands at the NEXT submit on the queue, so another
     /// thread's params written in between would be flushed into this
@@ -851,24 +908,34 @@ impl GpuContext {
         if cache.bind_groups.len() > BIND_CACHE {
             cache.bind_groups.retain(|_, (_, used)| *used == run);
         }
-        let mut encoder = self.device.create_command_encoder(&Default::default());
-        if !dispatches.is_empty() {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            for (d, g) in dispatches.iter().zip(&groups) {
-                pass.set_pipeline(&d.kernel.pipeline);
-                pass.set_bind_group(0, g, &[]);
-                let [x, y, z] = d.groups;
-                pass.dispatch_workgroups(x, y, z);
+        let per = match self.submit_every {
+            0 => dispatches.len().max(1),
+            n => n,
+        };
+        let parts = dispatches.len().div_ceil(per).max(1);
+        for part in 0..parts {
+            let range = part * per..((part + 1) * per).min(dispatches.len());
+            let mut encoder = self.device.create_command_encoder(&Default::default());
+            if !range.is_empty() {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                for (d, g) in dispatches[range.clone()].iter().zip(&groups[range]) {
+                    pass.set_pipeline(&d.kernel.pipeline);
+                    pass.set_bind_group(0, g, &[]);
+                    let [x, y, z] = d.groups;
+                    pass.dispatch_workgroups(x, y, z);
+                }
             }
+            if part + 1 == parts
+                && let Some((result, staging, bytes)) = copy
+            {
+                encoder.copy_buffer_to_buffer(result, 0, staging, 0, bytes);
+            }
+            self.queue.submit([encoder.finish()]);
         }
-        if let Some((result, staging, bytes)) = copy {
-            encoder.copy_buffer_to_buffer(result, 0, staging, 0, bytes);
-        }
-        self.queue.submit([encoder.finish()]);
         drop(cache);
         let launched = dispatches.len() as u64;
         self.count(|s| {
-            s.submissions += 1;
+            s.submissions += parts as u64;
             s.dispatches += launched;
         });
         Ok(())

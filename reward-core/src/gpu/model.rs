@@ -9,7 +9,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::context::{Dispatch, GpuContext};
+use super::context::{Dispatch, GpuContext, Stopwatch};
 use super::error::GpuError;
 use super::kernels::scoring::{ScoreBuffers, logits};
 use super::tower::{GpuText, GpuVision, Workspace, WorkspaceSlot};
@@ -133,8 +133,7 @@ impl GpuClipModel {
         count: usize,
         dispatches: &mut Vec<Dispatch>,
     ) -> Result<wgpu::Buffer, GpuError> {
-        let input = ws.get(ctx, "pixels", pixels.len()).await?;
-        ctx.write(&input, pixels);
+        let input = ws.f32s(ctx, "pixels", pixels).await?;
         self.vision.record(ctx, ws, &input, count, dispatches).await
     }
 
@@ -155,9 +154,11 @@ impl GpuClipModel {
         for pixels in pixel_values.chunks(chunk * per_image) {
             let count = pixels.len() / per_image;
             let mut dispatches = Vec::new();
+            let host = Stopwatch::start();
             let emb = self
                 .record_images(ctx, &mut ws, pixels, count, &mut dispatches)
                 .await?;
+            ctx.charge_host(&host);
             out.extend(ctx.run(&dispatches, &emb, count * proj).await?);
         }
         embeddings(out, n, proj)
@@ -217,10 +218,12 @@ impl GpuClipModel {
             let take = self.text_chunk(ctx, rest);
             let (chunk, tail) = rest.split_at(take);
             let mut dispatches = Vec::new();
+            let host = Stopwatch::start();
             let emb = self
                 .text
                 .record(ctx, &mut ws, chunk, &mut dispatches)
                 .await?;
+            ctx.charge_host(&host);
             out.extend(ctx.run(&dispatches, &emb, chunk.len() * proj).await?);
             rest = tail;
         }
@@ -312,6 +315,7 @@ impl GpuClipModel {
         for pixels in pixel_values.chunks(chunk * per_image) {
             let count = pixels.len() / per_image;
             let mut dispatches = Vec::new();
+            let host = Stopwatch::start();
             let emb = self
                 .record_images(ctx, &mut ws, pixels, count, &mut dispatches)
                 .await?;
@@ -324,6 +328,7 @@ impl GpuClipModel {
             };
             let scale = self.logit_scale();
             dispatches.extend(logits(ctx, &buffers, (count, t, proj), scale).await?);
+            ctx.charge_host(&host);
             out.extend(ctx.run(&dispatches, buffers.logits, count * t).await?);
         }
         embeddings(out, n, t)

@@ -104,16 +104,40 @@ impl Workspace {
         name: &'static str,
         values: &[u32],
     ) -> Result<wgpu::Buffer, GpuError> {
-        let bytes = (values.len() as u64 * 4).max(16);
-        let b = match self.buffers.get(name).filter(|b| b.size() >= bytes) {
+        self.holding(ctx, name, bytemuck::cast_slice(values)).await
+    }
+
+    /// An f32 buffer `name` holding `values` as they are, whatever the
+    /// context's precision. Pixels go up this way and the patch kernel
+    /// converts them: converting 32 ViT-L images to f16 on the host took
+    /// tens of milliseconds per call, with the GPU idle meanwhile.
+    pub(crate) async fn f32s(
+        &mut self,
+        ctx: &GpuContext,
+        name: &'static str,
+        values: &[f32],
+    ) -> Result<wgpu::Buffer, GpuError> {
+        self.holding(ctx, name, bytemuck::cast_slice(values)).await
+    }
+
+    /// The buffer `name`, at least `bytes.len()` long, with `bytes` written
+    /// at its start (a multiple of 4 bytes: u32 and f32 values).
+    async fn holding(
+        &mut self,
+        ctx: &GpuContext,
+        name: &'static str,
+        bytes: &[u8],
+    ) -> Result<wgpu::Buffer, GpuError> {
+        let size = (bytes.len() as u64).max(16);
+        let b = match self.buffers.get(name).filter(|b| b.size() >= size) {
             Some(b) => b.clone(),
             None => {
-                let b = ctx.storage(name, bytes).await?;
+                let b = ctx.storage(name, size).await?;
                 self.buffers.insert(name, b.clone());
                 b
             }
         };
-        ctx.queue.write_buffer(&b, 0, bytemuck::cast_slice(values));
+        ctx.write_bytes(&b, bytes);
         Ok(b)
     }
 }

@@ -45,6 +45,8 @@ impl PatchShape {
 }
 
 /// `patches[n * grid^2, channels * patch^2]` from `pixels[n, c, size, size]`.
+/// The pixels are f32 at any precision (converted here, on the GPU: on the
+/// host, f16 conversion of a batch cost more than this kernel).
 pub(crate) async fn im2col(
     ctx: &GpuContext,
     shape: PatchShape,
@@ -117,6 +119,14 @@ mod tests {
     use super::super::testing::{assert_close, data, precisions, run, tolerance, upload};
     use super::*;
 
+    /// `values` as f32 whatever the context's precision, as the towers upload pixels.
+    fn upload_f32(ctx: &GpuContext, values: &[f32]) -> wgpu::Buffer {
+        let b =
+            pollster::block_on(ctx.storage("pixels", (values.len() * 4) as u64)).expect("buffer");
+        ctx.write_bytes(&b, bytemuck::cast_slice(values));
+        b
+    }
+
     /// `VisionTransformer::im2col` of `clip/vision.rs`.
     fn reference(pixels: &[f32], s: PatchShape, n: usize) -> Vec<f32> {
         let (c, p, size, g) = (s.channels, s.patch, s.size, s.grid());
@@ -166,7 +176,7 @@ mod tests {
             for (ctx, precision) in precisions() {
                 let pixels = data(n * shape.channels * shape.size * shape.size, 31);
                 let want = reference(&pixels, shape, n);
-                let pb = upload(ctx, &pixels);
+                let pb = upload_f32(ctx, &pixels);
                 let out = upload(ctx, &alloc::vec![0.0; want.len()]);
                 let d = pollster::block_on(im2col(ctx, shape, n, &pb, &out)).expect("record");
                 let got = run(ctx, alloc::vec![d], &out, want.len());

@@ -1,7 +1,8 @@
 // im2col for the bias-free patch convolution (stride = kernel = P):
 // patches[n * G * G, C * P * P] from pixels[n, C, S, S], patch rows in
 // row-major grid order, columns in the (channel, row, column) order of the
-// conv weight, so that `patches @ weight^T` is the convolution.
+// conv weight, so that `patches @ weight^T` is the convolution. The pixels
+// are f32 at either precision: the conversion to T happens here, on the GPU.
 struct Params {
     count: u32,
     channels: u32,
@@ -13,7 +14,7 @@ struct Params {
     _pad1: u32,
 }
 
-@group(0) @binding(0) var<storage, read> pixels: array<T>;
+@group(0) @binding(0) var<storage, read> pixels: array<f32>;
 @group(0) @binding(1) var<storage, read_write> patches: array<T>;
 @group(0) @binding(2) var<uniform> p: Params;
 
@@ -36,5 +37,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let kx = col % p.psize;
     let plane = p.size * p.size;
     let src = image * p.channels * plane + ch * plane + (gy * p.psize + ky) * p.size + gx * p.psize + kx;
-    patches[i] = pixels[src];
+    patches[i] = T(pixels[src]);
 }
