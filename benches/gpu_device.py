@@ -30,15 +30,16 @@ SHAPES = {
     # the per-kernel profile of the structure changes (docs/perf.md, "wgpu").
     "lavapipe-1l": dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=1,
                         num_attention_heads=8, image_size=224, patch_size=14),
-    # ViT-L/14-336's geometry (24 layers, 577 tokens, 336 px pixels) at width 64:
-    # the same kernel launches and pixel upload with almost no arithmetic, to
-    # measure the host side of a call (GpuStats::host_ns) on a slow adapter.
-    "vit-l-14-336-narrow": dict(hidden_size=64, intermediate_size=256, num_hidden_layers=24,
-                                num_attention_heads=4, image_size=336, patch_size=14),
+    # ViT-L/14-336's 24 layers and 336-px pixels at width 64 with 42-px patches
+    # (65 tokens): the same kernel launches and pixel upload with almost no
+    # arithmetic, to measure the host side of a call (GpuStats::host_ns,
+    # per_call.host_ms) at batch 32 on a slow adapter such as lavapipe.
+    "vit-l-host": dict(hidden_size=64, intermediate_size=256, num_hidden_layers=24,
+                       num_attention_heads=4, image_size=336, patch_size=42),
     "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                  num_attention_heads=4, image_size=56, patch_size=14),
 }
-PROJ = {"vit-l-14-336": 768, "vit-l-14-336-2l": 768, "vit-l-14-336-narrow": 64,
+PROJ = {"vit-l-14-336": 768, "vit-l-14-336-2l": 768, "vit-l-host": 64,
         "lavapipe-1l": 512, "tiny": 32}
 
 

@@ -474,7 +474,8 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
     let p = p * r + 8.333_452e-3;
     let p = p * r + 4.166_579_6e-2;
     let p = p * r + 1.666_666_5e-1;
-    let p = p * r + 5.000_000_1e-1;
+    // Cephes' 5.0000001e-1, which is 0.5 exactly in f32.
+    let p = p * r + 0.5;
     let y = p * r * r + r + 1.0;
     // 2^n from the bits of `t`: its low mantissa bits hold n + 2^22 (the
     // ulp of t is 1), so integer ops give the exponent field. Unlike

@@ -37,6 +37,8 @@ impl FromStr for Backend {
 }
 
 /// A loaded CLIP verifier on one backend.
+// One per process, moved rarely: boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Verifier {
     /// On the CPU.
     Cpu(ClipModel),

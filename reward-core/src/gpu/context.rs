@@ -180,8 +180,10 @@ pub struct GpuStats {
     /// Host nanoseconds spent before the GPU could start on a forward
     /// pass: uploading its inputs, recording its kernels, encoding and
     /// submitting them. The GPU idles meanwhile (one submission per
-    /// chunk), so this is serial overhead on top of the kernels' time.
-    /// Zero where there is no clock (wasm32).
+    /// chunk), so this is serial overhead on top of the kernels' time;
+    /// with [`GpuOptions::dispatches_per_submission`] the GPU starts after
+    /// the first part instead, so part of it overlaps. Zero where there is
+    /// no clock (wasm32).
     pub host_ns: u64,
     /// Host nanoseconds from the submission until the results were read
     /// back: the kernels, the copy and the map (zero on wasm32).
