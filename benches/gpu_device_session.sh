@@ -114,5 +114,5 @@ done
 # One short line per run (the whole JSON lines are in bench.log).
 grep -E '"side"|ratio|parity' "$OUT/bench.log" \
   | sed -E -e 's/^\{"side": "wgpu"/default: &/' \
-      -e 's/^([^{]*): \{"side": "wgpu".*"gemm": "([^"]*)".*"images_per_s": ([0-9.]*).*/\1: \3 images\/s (\2)/' \
+      -e 's/^([^{]*): \{"side": "wgpu".*"gemm": "([^"]*)".*"images_per_s": ([0-9.]*), "per_call": \{"host_ms": ([0-9.]*).*/\1: \3 images\/s, host \4 ms (\2)/' \
   | cut -c1-300
