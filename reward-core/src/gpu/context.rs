@@ -185,9 +185,21 @@ pub struct GpuStats {
     /// the first part instead, so part of it overlaps. Zero where there is
     /// no clock (wasm32).
     pub host_ns: u64,
-    /// Host nanoseconds from the submission until the results were read
-    /// back: the kernels, the copy and the map (zero on wasm32).
+    /// Host nanoseconds spent waiting for results to be read back: the
+    /// kernels still running, the copy and the map (zero on wasm32).
     pub wait_ns: u64,
+}
+
+/// Readback buffers kept for reuse: one per pass in flight when a call
+/// overlaps its passes ([`GpuContext::submit`]).
+const STAGING_POOL: usize = 2;
+
+/// A pass submitted by [`GpuContext::submit`], its result not read yet.
+#[must_use = "finish the pass to read its result"]
+pub(crate) struct InFlight {
+    staging: wgpu::Buffer,
+    bytes: u64,
+    count: usize,
 }
 
 /// Wall time of a host-side stretch, for [`GpuStats::host_ns`] and
@@ -287,9 +299,11 @@ pub struct GpuContext {
     fault: Arc<Mutex<Option<GpuError>>>,
     /// Params arena and bind groups, reused across calls.
     cache: Mutex<RunCache>,
-    /// The readback buffer, taken by a run and put back after it (a
-    /// concurrent run makes its own rather than wait).
-    staging: Mutex<Option<wgpu::Buffer>>,
+    /// Readback buffers, taken by a run and put back after it (a
+    /// concurrent run makes its own rather than wait); up to
+    /// [`STAGING_POOL`], so that a pass in flight and the next one each
+    /// find one.
+    staging: Mutex<Vec<wgpu::Buffer>>,
     stats: Mutex<GpuStats>,
     times: Mutex<BTreeMap<String, (u64, f64)>>,
 }
@@ -421,7 +435,7 @@ impl GpuContext {
             pipelines: Mutex::new(BTreeMap::new()),
             fault,
             cache: Mutex::default(),
-            staging: Mutex::new(None),
+            staging: Mutex::new(Vec::new()),
             stats: Mutex::default(),
             times: Mutex::default(),
         })
@@ -812,6 +826,23 @@ impl GpuContext {
         result: &wgpu::Buffer,
         count: usize,
     ) -> Result<Vec<f32>, GpuError> {
+        let pass = self.submit(dispatches, result, count).await?;
+        self.finish(pass).await
+    }
+
+    /// The first half of [`GpuContext::run`]: submits the pass and the copy
+    /// of `count` elements of `result` into a readback buffer, without
+    /// waiting. A caller may record and submit its next pass before
+    /// [`GpuContext::finish`]ing this one, so that the host's work on it
+    /// overlaps this one's kernels: the queue runs passes in order, and a
+    /// `write_buffer` into a buffer this pass still reads lands after it
+    /// (WebGPU's queue ordering), so reusing the workspace is safe.
+    pub(crate) async fn submit(
+        &self,
+        dispatches: &[Dispatch],
+        result: &wgpu::Buffer,
+        count: usize,
+    ) -> Result<InFlight, GpuError> {
         self.check_fault()?;
         let host = Stopwatch::start();
         let bytes = (count as u64 * self.precision.size())
@@ -831,20 +862,34 @@ impl GpuContext {
             return Err(self.settle(GpuError::from_wgpu(e, "running the kernels")));
         }
         self.charge_host(&host);
-        let wait = Stopwatch::start();
-        let data = self.map(&staging, bytes).await?;
-        self.count(|s| s.wait_ns += wait.nanos());
-        self.put_staging(staging);
-        self.check_fault()?;
-        Ok(decode(&data, count, self.precision))
+        Ok(InFlight {
+            staging,
+            bytes,
+            count,
+        })
     }
 
-    /// The pooled readback buffer if it is big enough, else a new one.
+    /// The second half of [`GpuContext::run`]: waits for `pass` and reads
+    /// its result back.
+    pub(crate) async fn finish(&self, pass: InFlight) -> Result<Vec<f32>, GpuError> {
+        let wait = Stopwatch::start();
+        let data = self.map(&pass.staging, pass.bytes).await?;
+        self.count(|s| s.wait_ns += wait.nanos());
+        self.put_staging(pass.staging);
+        self.check_fault()?;
+        Ok(decode(&data, pass.count, self.precision))
+    }
+
+    /// A pooled readback buffer that is big enough, else a new one.
     async fn take_staging(&self, bytes: u64) -> Result<wgpu::Buffer, GpuError> {
-        let pooled = self.staging.lock().map_err(|_| poisoned())?.take();
+        let pooled = {
+            let mut pool = self.staging.lock().map_err(|_| poisoned())?;
+            let fits = pool.iter().position(|b| b.size() >= bytes);
+            fits.map(|i| pool.swap_remove(i))
+        };
         match pooled {
-            Some(b) if b.size() >= bytes => Ok(b),
-            _ => {
+            Some(b) => Ok(b),
+            None => {
                 let usage = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
                 self.buffer("readback", bytes.next_power_of_two(), usage)
                     .await
@@ -852,12 +897,15 @@ impl GpuContext {
         }
     }
 
-    /// Returns a staging buffer to the pool, keeping the larger one.
+    /// Returns a readback buffer to the pool; past [`STAGING_POOL`] the
+    /// smallest goes.
     fn put_staging(&self, staging: wgpu::Buffer) {
-        if let Ok(mut slot) = self.staging.lock()
-            && slot.as_ref().is_none_or(|b| b.size() < staging.size())
-        {
-            *slot = Some(staging);
+        if let Ok(mut pool) = self.staging.lock() {
+            pool.push(staging);
+            if pool.len() > STAGING_POOL {
+                pool.sort_by_key(|b| core::cmp::Reverse(b.size()));
+                pool.truncate(STAGING_POOL);
+            }
         }
     }
 

@@ -9,7 +9,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::context::{Dispatch, GpuContext, Stopwatch};
+use super::context::{Dispatch, GpuContext, InFlight, Stopwatch};
 use super::error::GpuError;
 use super::kernels::scoring::{ScoreBuffers, logits};
 use super::tower::{GpuText, GpuVision, Workspace, WorkspaceSlot};
@@ -150,7 +150,7 @@ impl GpuClipModel {
         let proj = self.config.projection_dim;
         let chunk = self.vision.chunk(ctx, IMAGE_CHUNK);
         let mut ws = self.vision_ws.take();
-        let mut out = Vec::with_capacity(n * proj);
+        let mut out = OneBehind::new(n * proj);
         for pixels in pixel_values.chunks(chunk * per_image) {
             let count = pixels.len() / per_image;
             let mut dispatches = Vec::new();
@@ -159,9 +159,10 @@ impl GpuClipModel {
                 .record_images(ctx, &mut ws, pixels, count, &mut dispatches)
                 .await?;
             ctx.charge_host(&host);
-            out.extend(ctx.run(&dispatches, &emb, count * proj).await?);
+            let pass = ctx.submit(&dispatches, &emb, count * proj).await?;
+            out.push(ctx, pass).await?;
         }
-        embeddings(out, n, proj)
+        embeddings(out.finish(ctx).await?, n, proj)
     }
 
     fn check_pixels(&self, pixel_values: &[f32], n: usize) -> Result<usize, GpuError> {
@@ -212,7 +213,7 @@ impl GpuClipModel {
         }
         let proj = self.config.projection_dim;
         let mut ws = self.text_ws.take();
-        let mut out = Vec::with_capacity(ids.len() * proj);
+        let mut out = OneBehind::new(ids.len() * proj);
         let mut rest = &ids[..];
         while !rest.is_empty() {
             let take = self.text_chunk(ctx, rest);
@@ -224,10 +225,11 @@ impl GpuClipModel {
                 .record(ctx, &mut ws, chunk, &mut dispatches)
                 .await?;
             ctx.charge_host(&host);
-            out.extend(ctx.run(&dispatches, &emb, chunk.len() * proj).await?);
+            let pass = ctx.submit(&dispatches, &emb, chunk.len() * proj).await?;
+            out.push(ctx, pass).await?;
             rest = tail;
         }
-        embeddings(out, ids.len(), proj)
+        embeddings(out.finish(ctx).await?, ids.len(), proj)
     }
 
     /// How many of `texts` go into the next submission.
@@ -311,7 +313,7 @@ impl GpuClipModel {
         let mut ws = self.vision_ws.take();
         let txt = ws.get(ctx, "score texts", t * proj).await?;
         ctx.write(&txt, texts.as_slice());
-        let mut out = Vec::with_capacity(n * t);
+        let mut out = OneBehind::new(n * t);
         for pixels in pixel_values.chunks(chunk * per_image) {
             let count = pixels.len() / per_image;
             let mut dispatches = Vec::new();
@@ -329,9 +331,10 @@ impl GpuClipModel {
             let scale = self.logit_scale();
             dispatches.extend(logits(ctx, &buffers, (count, t, proj), scale).await?);
             ctx.charge_host(&host);
-            out.extend(ctx.run(&dispatches, buffers.logits, count * t).await?);
+            let pass = ctx.submit(&dispatches, buffers.logits, count * t).await?;
+            out.push(ctx, pass).await?;
         }
-        embeddings(out, n, t)
+        embeddings(out.finish(ctx).await?, n, t)
     }
 }
 
@@ -401,4 +404,38 @@ fn embeddings(data: Vec<f32>, rows: usize, dim: usize) -> Result<Embeddings, Gpu
     let len = data.len();
     Embeddings::new(data, rows, dim)
         .ok_or_else(|| GpuError::Device(format!("read back {len} values, expected {rows} x {dim}")))
+}
+
+/// The results of a call's passes, read back one pass behind: pass i + 1
+/// is recorded and submitted before pass i's result is awaited, so the
+/// host's work on it (uploads, recording, encoding) overlaps pass i's
+/// kernels instead of leaving the GPU idle between chunks.
+struct OneBehind {
+    pending: Option<InFlight>,
+    out: Vec<f32>,
+}
+
+impl OneBehind {
+    fn new(capacity: usize) -> Self {
+        Self {
+            pending: None,
+            out: Vec::with_capacity(capacity),
+        }
+    }
+
+    /// Takes `pass` in flight and reads back the one before it.
+    async fn push(&mut self, ctx: &GpuContext, pass: InFlight) -> Result<(), GpuError> {
+        if let Some(previous) = self.pending.replace(pass) {
+            self.out.extend(ctx.finish(previous).await?);
+        }
+        Ok(())
+    }
+
+    /// Reads back the last pass; all results, in submission order.
+    async fn finish(mut self, ctx: &GpuContext) -> Result<Vec<f32>, GpuError> {
+        if let Some(last) = self.pending.take() {
+            self.out.extend(ctx.finish(last).await?);
+        }
+        Ok(self.out)
+    }
 }
