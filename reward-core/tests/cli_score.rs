@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use reward_core::clip::ClipModel;
+use reward_core::clip::cache::EmbeddingCache;
 use reward_core::clip::image::{ImageLimits, Preprocess, load_image, preprocess};
 use reward_core::clip::score::{ScoreKind, Scorer};
 use serde_json::Value;
@@ -244,6 +245,59 @@ fn caches_replace_the_towers_and_refuse_other_models() {
         stderr(&out)
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn embed_images_keeps_list_order_across_batches_and_stops_at_a_bad_file() {
+    let dir = scratch("embed-order");
+    let model = model_dir("tiny-quickgelu");
+    // Not sorted, one image twice, batches of two: the rows must follow
+    // the list although the next batch is decoded while one is embedded.
+    let names = [
+        "rocket.jpg",
+        "coffee.png",
+        "chelsea.png",
+        "coffee.png",
+        "astronaut.png",
+    ];
+    let list = dir.join("list.txt");
+    let lines: Vec<String> = names.iter().map(|n| s(&photo(n)).to_string()).collect();
+    std::fs::write(&list, lines.join("\n")).unwrap();
+    let out_file = dir.join("images.safetensors");
+    let args = [
+        "embed",
+        "images",
+        "--model",
+        s(&model),
+        "--batch-size",
+        "2",
+        "--out",
+    ];
+    let out = fisao(&[&args[..], &[s(&out_file), s(&list)]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cache = EmbeddingCache::load(&out_file).unwrap();
+    assert_eq!(cache.meta().keys, lines);
+    let clip = ClipModel::load(&model).unwrap();
+    let pre = Preprocess::for_image_size(clip.config().image_size() as u32);
+    for (row, name) in names.iter().enumerate() {
+        let img = load_image(&photo(name), &ImageLimits::default()).unwrap();
+        let want = clip
+            .embed_images(&preprocess(&img, &pre).unwrap(), 1)
+            .unwrap();
+        let got = cache.embeddings().row(row);
+        for (a, b) in got.iter().zip(want.row(0)) {
+            assert!((a - b).abs() < 1e-5, "{name} (row {row}): {a} vs {b}");
+        }
+    }
+
+    // A missing file in a later batch: an error naming it, and no output.
+    let missing = dir.join("missing.png");
+    std::fs::write(&list, format!("{}\n{}\n", lines[0], s(&missing))).unwrap();
+    let out_file = dir.join("none.safetensors");
+    let out = fisao(&[&args[..], &[s(&out_file), s(&list)]].concat());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("missing.png"), "{}", stderr(&out));
+    assert!(!out_file.exists());
 }
 
 #[test]
