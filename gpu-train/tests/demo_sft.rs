@@ -544,7 +544,7 @@ fn saved_sft_model_matches_transformers() {
     cfg.seed = Some(0);
     for i in 0..rows.len() {
         let px = pixels.narrow(0, i as i64, 1);
-        let out = llava::generate(&model, &[prompt.clone()], Some(&px), &cfg).unwrap();
+        let out = llava::generate(&model, std::slice::from_ref(&prompt), Some(&px), &cfg).unwrap();
         assert_eq!(json!(out[0]), check["greedy"][i], "greedy row {i}");
     }
 }

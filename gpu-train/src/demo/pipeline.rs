@@ -236,6 +236,10 @@ fn mark_done(dir: &Path, fingerprint: &str, report: Value) -> Result<Value> {
     Ok(v)
 }
 
+/// A stage's training: called with a (done, total) progress callback,
+/// returns the stage's report.
+type StageTrainer<'a> = dyn FnMut(&mut dyn FnMut(u64, u64)) -> Result<Value> + 'a;
+
 /// A training stage that is skipped when `dir` holds its finished output for
 /// this fingerprint; `train` gets a (done, total) progress callback and
 /// returns the stage's report.
@@ -243,7 +247,7 @@ fn cached_stage(
     dir: &Path,
     fingerprint: &str,
     what: &str,
-    train: &mut dyn FnMut(&mut dyn FnMut(u64, u64)) -> Result<Value>,
+    train: &mut StageTrainer<'_>,
 ) -> Result<Value> {
     if let Some(v) = stage_done(dir, fingerprint) {
         eprintln!("{what:>14} reused from {}", dir.display());

@@ -160,8 +160,10 @@ fn class_range(b: &Baselines, k: f64) -> Result<(Option<f64>, Option<f64>)> {
 }
 
 fn train_config(spec: &PpoSpec, reward: RewardConfig, run_dir: &Path) -> TrainConfig {
-    let mut cfg = TrainConfig::default();
-    cfg.reward = reward;
+    let mut cfg = TrainConfig {
+        reward,
+        ..TrainConfig::default()
+    };
     let t = &mut cfg.train;
     t.learning_rate = spec.learning_rate;
     t.batch_size = spec.batch_size;

@@ -142,7 +142,8 @@ impl SftSpec {
         if self.epochs == 0 || self.batch_size == 0 {
             bail!("SftSpec: epochs and batch_size must be positive");
         }
-        if !(self.learning_rate > 0.0) || !(self.grad_clip > 0.0) {
+        let not_positive = |x: f64| x.is_nan() || x <= 0.0;
+        if not_positive(self.learning_rate) || not_positive(self.grad_clip) {
             bail!("SftSpec: learning_rate and grad_clip must be positive");
         }
         if self.num_heads <= 0 || self.num_kv_heads <= 0 || self.num_heads % self.num_kv_heads != 0
@@ -223,7 +224,7 @@ impl PixelNorm {
             mean: three("image_mean")?,
             std: three("image_std")?,
         };
-        if norm.std.iter().any(|&s| !(s > 0.0)) {
+        if norm.std.iter().any(|&s| s.is_nan() || s <= 0.0) {
             bail!("{}: image_std must be positive", path.display());
         }
         Ok(norm)

@@ -472,6 +472,9 @@ fn shuffled(n: i64, rng: &mut ChaCha8Rng) -> Tensor {
 }
 
 /// Trains and writes the four files into `dir`; returns (steps, final loss).
+// `loss = loss + ...`, not `+=`: `+=` would add in place into a tensor
+// autograd still needs.
+#[allow(clippy::assign_op_pattern)]
 fn train_into(
     world: &World,
     spec: &VerifierSpec,

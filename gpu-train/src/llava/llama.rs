@@ -122,6 +122,9 @@ impl LlamaModel {
     }
 
     /// Final hidden states (after `norm`) of `embeds` `[b, s, hidden]` at `positions` `[b, s]`.
+    // `h = h + a`, not `h += a`: `+=` adds in place, into `embeds`' storage
+    // (`h` starts as its shallow clone) and under autograd.
+    #[allow(clippy::assign_op_pattern)]
     pub fn forward(
         &self,
         embeds: &Tensor,

@@ -98,9 +98,13 @@ pub fn latest(run_dir: &Path) -> Result<Option<PathBuf>> {
     Ok(Some(dir))
 }
 
+/// What [`load`] returns: the state, the optimiser tensors by name and the
+/// stored config text.
+pub type Loaded = (TrainState, Vec<(String, Tensor)>, String);
+
 /// Loads a checkpoint into `model` (trainable variables) and returns the state,
 /// the optimiser tensors and the stored config text.
-pub fn load(dir: &Path, model: &LlavaModel) -> Result<(TrainState, Vec<(String, Tensor)>, String)> {
+pub fn load(dir: &Path, model: &LlavaModel) -> Result<Loaded> {
     let state: TrainState = serde_json::from_str(&fs::read_to_string(dir.join("state.json"))?)
         .with_context(|| format!("{}/state.json", dir.display()))?;
     let path = dir.join("trainable.safetensors");

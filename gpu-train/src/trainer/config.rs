@@ -11,7 +11,7 @@ use reward_core::{PpoConfig, RewardConfig};
 use serde::{Deserialize, Serialize};
 
 /// The whole configuration; every table is optional in the file.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
     /// The policy model.
@@ -188,19 +188,6 @@ impl Default for OptimConfig {
             passes: 1,
             checkpoint_every: 50,
             out_dir: PathBuf::from("runs/fisao"),
-        }
-    }
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        TrainConfig {
-            model: ModelConfig::default(),
-            data: DataConfig::default(),
-            verifier: VerifierConfig::default(),
-            reward: RewardConfig::default(),
-            ppo: PpoConfig::default(),
-            train: OptimConfig::default(),
         }
     }
 }

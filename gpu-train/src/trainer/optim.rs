@@ -113,7 +113,7 @@ impl AdamW {
                 let denom = (&*v / bc2).sqrt() + self.cfg.eps;
                 let update = (&*m / bc1) / denom * lr;
                 let decayed = p.to_kind(Kind::Float) * (1.0 - lr * self.cfg.weight_decay) - update;
-                let _ = p.copy_(&decayed.to_kind(p.kind()));
+                p.copy_(&decayed.to_kind(p.kind()));
             }
         });
     }
