@@ -245,8 +245,12 @@ impl EmbeddingCache {
         let shape = alloc::vec![self.embeddings.rows(), self.embeddings.dim()];
         let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, &data)
             .map_err(|e| self.st_err(e))?;
-        safetensors::serialize([(TENSOR_NAME, view)], Some(self.header()?))
-            .map_err(|e| self.st_err(e))
+        let bytes = safetensors::serialize([(TENSOR_NAME, view)], Some(self.header()?))
+            .map_err(|e| self.st_err(e))?;
+        sorted_header(&bytes).map_err(|message| ClipError::Safetensors {
+            file: self.file.clone(),
+            message,
+        })
     }
 
     fn st_err(&self, e: safetensors::SafeTensorError) -> ClipError {
@@ -256,6 +260,8 @@ impl EmbeddingCache {
         }
     }
 
+    /// The metadata. A `HashMap` because safetensors takes one; its order
+    /// is undone by [`sorted_header`].
     fn header(&self) -> Result<HashMap<String, String>, ClipError> {
         let m = &self.meta;
         let mut h = HashMap::new();
@@ -407,6 +413,48 @@ fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
+/// `bytes` (a safetensors file) with its JSON header re-emitted in sorted
+/// key order. safetensors writes the metadata in the order a `HashMap`
+/// iterates, which changes from run to run, so the same cache came out as
+/// different bytes; sorted, it is reproducible (same inputs, same file).
+fn sorted_header(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    #[derive(serde::Serialize)]
+    struct Header<'a> {
+        #[serde(rename = "__metadata__", skip_serializing_if = "Option::is_none")]
+        metadata: Option<BTreeMap<String, String>>,
+        #[serde(flatten)]
+        tensors: &'a BTreeMap<String, serde_json::Value>,
+    }
+    let head: [u8; 8] = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or("shorter than a safetensors header")?;
+    let end = usize::try_from(u64::from_le_bytes(head))
+        .ok()
+        .and_then(|n| n.checked_add(8))
+        .filter(|&end| end <= bytes.len())
+        .ok_or("header length past the end")?;
+    let mut tensors: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(&bytes[8..end]).map_err(|e| e.to_string())?;
+    let metadata = tensors
+        .remove("__metadata__")
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let header = Header {
+        metadata,
+        tensors: &tensors,
+    };
+    let mut text = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
+    // safetensors pads the header with spaces to keep the data 8-aligned.
+    text.resize(text.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - end);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&bytes[end..]);
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -437,6 +485,33 @@ mod tests {
         assert_eq!(back.form("dog"), Some(&[-4.5f32, 0.25, 6.0][..]));
         assert_eq!(back.form("cow"), None);
         assert_eq!(back.image("sha256:aa"), None);
+    }
+
+    #[test]
+    fn the_same_cache_is_always_the_same_bytes() {
+        // Each `to_bytes` builds its metadata in a fresh HashMap (its own
+        // random order): six keys, so unsorted output would differ.
+        let first = vocab_cache().to_bytes().unwrap();
+        for _ in 0..20 {
+            assert_eq!(vocab_cache().to_bytes().unwrap(), first);
+        }
+        let n = u64::from_le_bytes(first[..8].try_into().unwrap()) as usize;
+        assert_eq!(n % 8, 0, "the data stays 8-aligned");
+        let text = core::str::from_utf8(&first[8..8 + n]).unwrap();
+        let at = |key: &str| text.find(&format!("\"{key}\"")).unwrap();
+        let order = [
+            "format",
+            "keys",
+            "kind",
+            "logit_scale",
+            "model_hash",
+            "template",
+        ];
+        assert!(order.windows(2).all(|w| at(w[0]) < at(w[1])), "{text}");
+        // Still a file safetensors (and this crate) reads.
+        let back = EmbeddingCache::from_bytes(&first, "mem").unwrap();
+        assert_eq!(back.meta(), vocab_cache().meta());
+        assert_eq!(back.embeddings(), vocab_cache().embeddings());
     }
 
     #[test]
