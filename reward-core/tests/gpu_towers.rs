@@ -386,6 +386,33 @@ fn many_images_span_several_submissions() {
 }
 
 #[test]
+fn an_f16_checkpoint_on_an_f16_device_gives_the_bits_of_its_f32_original() {
+    // tiny-quickgelu-f16 is tiny-quickgelu's weights rounded to f16 (round
+    // to nearest even, as the f16 context rounds f32 weights at upload), so
+    // both must put the same weights on the device: f16 files go up as
+    // their bytes, f32 ones converted. The image tower runs wholly on the
+    // device, so its bits must match. The text tower's are compared against
+    // the CPU elsewhere: it adds token and position embeddings on the host
+    // before rounding, so the two files' texts differ in the last f16 bit.
+    let Some(ctx) = context(Precision::F16) else {
+        return;
+    };
+    let v = ClipModel::load(&fixture("tiny-quickgelu"))
+        .unwrap()
+        .config()
+        .vision_config
+        .clone();
+    let n = 2;
+    let px = pixels(n * v.num_channels * v.image_size * v.image_size, 37);
+    let run = |name: &str| {
+        let gpu = GpuClipModel::load(ctx, &fixture(name)).expect("gpu model");
+        gpu.embed_images(ctx, &px, n).expect("images")
+    };
+    let want = run("tiny-quickgelu");
+    assert_eq!(run("tiny-quickgelu-f16").as_slice(), want.as_slice());
+}
+
+#[test]
 fn many_texts_span_several_submissions() {
     let Some(ctx) = context(Precision::F32) else {
         return;

@@ -47,6 +47,30 @@ impl<'a> WeightFiles<'a> {
 
     /// The tensor `name` as f32, checked against `shape`.
     pub(crate) fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, ClipError> {
+        let view = self.view(name, shape)?;
+        to_f32(name, view.dtype(), view.data())
+    }
+
+    /// The stored bytes of `name` when it is f16 (little-endian, as a GPU
+    /// buffer holds them), checked against `shape`; `None` for other dtypes.
+    /// Lets an f16 device take f16 weights without a round trip through f32.
+    #[cfg_attr(not(feature = "gpu"), allow(dead_code))]
+    pub(crate) fn f16_bytes(
+        &self,
+        name: &str,
+        shape: &[usize],
+    ) -> Result<Option<&'a [u8]>, ClipError> {
+        let view = self.view(name, shape)?;
+        Ok((view.dtype() == Dtype::F16).then(|| view.data()))
+    }
+
+    /// The view of `name`; an error naming it when it is missing or its
+    /// shape is not `shape`.
+    fn view(
+        &self,
+        name: &str,
+        shape: &[usize],
+    ) -> Result<&safetensors::tensor::TensorView<'a>, ClipError> {
         let (_, view) = self
             .tensors
             .get(name)
@@ -60,7 +84,7 @@ impl<'a> WeightFiles<'a> {
                 found: view.shape().to_vec(),
             });
         }
-        to_f32(name, view.dtype(), view.data())
+        Ok(view)
     }
 
     /// Feeds every tensor (name, dtype, shape, bytes) to `hasher` in name
@@ -133,6 +157,16 @@ impl<'w, 'a> VarBuilder<'w, 'a> {
     /// The tensor `prefix.name`, checked against `shape`.
     pub(crate) fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, ClipError> {
         self.files.get(&self.pp(name).prefix, shape)
+    }
+
+    /// [`WeightFiles::f16_bytes`] of `prefix.name`.
+    #[cfg_attr(not(feature = "gpu"), allow(dead_code))]
+    pub(crate) fn f16_bytes(
+        &self,
+        name: &str,
+        shape: &[usize],
+    ) -> Result<Option<&'a [u8]>, ClipError> {
+        self.files.f16_bytes(&self.pp(name).prefix, shape)
     }
 }
 

@@ -792,6 +792,27 @@ impl GpuContext {
         Ok(buffer)
     }
 
+    /// Uploads bytes already in the device's layout (f16 weights as
+    /// stored), padded to a multiple of 4.
+    pub(crate) async fn upload_bytes(
+        &self,
+        what: &str,
+        bytes: &[u8],
+    ) -> Result<wgpu::Buffer, GpuError> {
+        let buffer = self
+            .storage(what, bytes.len().next_multiple_of(4) as u64)
+            .await?;
+        match bytes.len() % 4 {
+            0 => self.write_bytes(&buffer, bytes),
+            _ => {
+                let mut padded = bytes.to_vec();
+                padded.resize(bytes.len().next_multiple_of(4), 0);
+                self.write_bytes(&buffer, &padded);
+            }
+        }
+        Ok(buffer)
+    }
+
     /// Uploads raw `u32` values (indices, sequence tables).
     #[cfg(test)]
     pub(crate) async fn upload_u32(

@@ -7,12 +7,13 @@
 //! (token + position embeddings, causal encoder, `final_layer_norm` of the
 //! pooled token).
 
+use alloc::borrow::Cow;
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::vec::Vec;
 use core::ops::Range;
 
-use super::context::{AttentionKernel, Dispatch, GpuContext};
+use super::context::{AttentionKernel, Dispatch, GpuContext, Precision};
 use super::error::GpuError;
 use super::kernels::attention::{Heads, attention, seq_table};
 use super::kernels::attention_flash::{attention_flash, supports as flash_supports};
@@ -150,6 +151,31 @@ pub(crate) struct GpuLinear {
     pub out_dim: usize,
 }
 
+/// The `weight`s of `parts` stacked, as stored, when the device computes in
+/// f16 and every part is stored in f16: the bytes go up as they are (the
+/// round trip through f32 gives the same bits, at a cost: most of a ViT-L
+/// load's conversion time). `None` otherwise.
+fn raw_f16<'a>(
+    ctx: &GpuContext,
+    parts: &[VarBuilder<'_, 'a>],
+    shape: &[usize],
+) -> Result<Option<Cow<'a, [u8]>>, GpuError> {
+    if ctx.precision() != Precision::F16 {
+        return Ok(None);
+    }
+    let mut stored = Vec::with_capacity(parts.len());
+    for vb in parts {
+        match vb.f16_bytes("weight", shape)? {
+            Some(b) => stored.push(b),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(match stored.as_slice() {
+        [one] => Cow::Borrowed(*one),
+        _ => Cow::Owned(stored.concat()),
+    }))
+}
+
 impl GpuLinear {
     /// Uploads `prefix.weight` (and `prefix.bias`).
     pub(crate) async fn load(
@@ -169,20 +195,29 @@ impl GpuLinear {
         out_dim: usize,
         with_bias: bool,
     ) -> Result<Self, GpuError> {
-        let mut w = Vec::with_capacity(parts.len() * out_dim * in_dim);
-        let mut b = Vec::new();
-        for vb in parts {
-            w.extend(vb.get("weight", &[out_dim, in_dim])?);
-            if with_bias {
-                b.extend(vb.get("bias", &[out_dim])?);
-            }
-        }
         let name = match parts.len() {
             1 => "linear weight",
             _ => "stacked qkv weight",
         };
+        let shape = [out_dim, in_dim];
+        let w = match raw_f16(ctx, parts, &shape)? {
+            Some(bytes) => ctx.upload_bytes(name, &bytes).await?,
+            None => {
+                let mut w = Vec::with_capacity(parts.len() * out_dim * in_dim);
+                for vb in parts {
+                    w.extend(vb.get("weight", &shape)?);
+                }
+                ctx.upload(name, &w).await?
+            }
+        };
+        let mut b = Vec::new();
+        if with_bias {
+            for vb in parts {
+                b.extend(vb.get("bias", &[out_dim])?);
+            }
+        }
         Ok(Self {
-            w: ctx.upload(name, &w).await?,
+            w,
             b: match with_bias {
                 true => Some(ctx.upload("linear bias", &b).await?),
                 false => None,
