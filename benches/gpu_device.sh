@@ -67,28 +67,21 @@ if [ "${SWEEP:-0}" = 1 ]; then
       FISAO_GPU_PROFILE=1 FISAO_GPU_COOP_TILE=$tile FISAO_GPU_ATTENTION=gemm timeout 120 "$BIN" "$DIR" "$BATCH" 1 ${PRECISION:-} >/dev/null || echo "profile failed: $?" >&2
     fi
   done
-  if [ "${SWEEP_V_COPY:-0}" = 1 ]; then
-    line=$(FISAO_GPU_V_IN_PLACE=0 FISAO_GPU_ATTENTION=gemm timeout 120 "$BIN" "$DIR" "$BATCH" "$REPEATS" ${PRECISION:-} | tail -1) || line="failed: $?"
-    echo "sweep default v-copy: $line"
-  fi
+  # One run of the default GEMM attention with the given settings ("sweep default LABEL: json").
+  sweep_default() {
+    local label=$1; shift
+    line=$(env "$@" FISAO_GPU_ATTENTION=gemm timeout 120 "$BIN" "$DIR" "$BATCH" "$REPEATS" ${PRECISION:-} | tail -1) || line="failed: $?"
+    echo "sweep default $label: $line"
+  }
+  if [ "${SWEEP_V_COPY:-0}" = 1 ]; then sweep_default v-copy FISAO_GPU_V_IN_PLACE=0; fi
   if [ "${SWEEP_SHADER:-0}" = 1 ]; then
-    for setting in "FISAO_GPU_BOUNDS_CHECKS=0" "FISAO_GPU_ZERO_WORKGROUP=0" "FISAO_GPU_BOUNDS_CHECKS=0 FISAO_GPU_ZERO_WORKGROUP=0"; do
-      line=$(env $setting FISAO_GPU_ATTENTION=gemm timeout 120 "$BIN" "$DIR" "$BATCH" "$REPEATS" ${PRECISION:-} | tail -1) || line="failed: $?"
-      echo "sweep default $setting: $line"
-    done
+    sweep_default FISAO_GPU_BOUNDS_CHECKS=0 FISAO_GPU_BOUNDS_CHECKS=0
+    sweep_default FISAO_GPU_ZERO_WORKGROUP=0 FISAO_GPU_ZERO_WORKGROUP=0
+    sweep_default "FISAO_GPU_BOUNDS_CHECKS=0 FISAO_GPU_ZERO_WORKGROUP=0" FISAO_GPU_BOUNDS_CHECKS=0 FISAO_GPU_ZERO_WORKGROUP=0
   fi
-  for lanes in ${SWEEP_LN:-}; do
-    line=$(FISAO_GPU_LN_LANES=$lanes FISAO_GPU_ATTENTION=gemm timeout 120 "$BIN" "$DIR" "$BATCH" "$REPEATS" ${PRECISION:-} | tail -1) || line="failed: $?"
-    echo "sweep default layernorm lanes $lanes: $line"
-  done
-  for every in ${SWEEP_SUBMIT:-}; do
-    line=$(FISAO_GPU_SUBMIT_EVERY=$every FISAO_GPU_ATTENTION=gemm timeout 120 "$BIN" "$DIR" "$BATCH" "$REPEATS" ${PRECISION:-} | tail -1) || line="failed: $?"
-    echo "sweep default submit every $every: $line"
-  done
-  for batched in ${SWEEP_BATCHED:-}; do
-    line=$(FISAO_GPU_BATCHED_TILE=$batched FISAO_GPU_ATTENTION=gemm timeout 120 "$BIN" "$DIR" "$BATCH" "$REPEATS" ${PRECISION:-} | tail -1) || line="failed: $?"
-    echo "sweep default batched $batched: $line"
-  done
+  for lanes in ${SWEEP_LN:-}; do sweep_default "layernorm lanes $lanes" FISAO_GPU_LN_LANES=$lanes; done
+  for every in ${SWEEP_SUBMIT:-}; do sweep_default "submit every $every" FISAO_GPU_SUBMIT_EVERY=$every; done
+  for batched in ${SWEEP_BATCHED:-}; do sweep_default "batched $batched" FISAO_GPU_BATCHED_TILE=$batched; done
 fi
 rs=$(timeout 300 "$BIN" "$DIR" "$BATCH" "$REPEATS" ${PRECISION:-} | tail -1)
 echo "$rs"

@@ -579,7 +579,7 @@ impl GpuContext {
     }
 
     /// Adds the time since `since` to [`GpuStats::host_ns`]: callers time
-    /// the recording of a forward pass, [`GpuContext::run`] its encoding.
+    /// the recording of a forward pass, [`GpuContext::submit`] its encoding.
     pub(crate) fn charge_host(&self, since: &Stopwatch) {
         let ns = since.nanos();
         self.count(|s| s.host_ns += ns);
@@ -786,10 +786,8 @@ impl GpuContext {
         what: &str,
         values: &[f32],
     ) -> Result<wgpu::Buffer, GpuError> {
-        let bytes = encode(values, self.precision);
-        let buffer = self.storage(what, bytes.len() as u64).await?;
-        self.write_bytes(&buffer, &bytes);
-        Ok(buffer)
+        self.upload_bytes(what, &encode(values, self.precision))
+            .await
     }
 
     /// Uploads bytes already in the device's layout (f16 weights as

@@ -133,7 +133,7 @@ impl GpuClipModel {
         count: usize,
         dispatches: &mut Vec<Dispatch>,
     ) -> Result<wgpu::Buffer, GpuError> {
-        let input = ws.f32s(ctx, "pixels", pixels).await?;
+        let input = ws.holding(ctx, "pixels", pixels).await?;
         self.vision.record(ctx, ws, &input, count, dispatches).await
     }
 

@@ -89,56 +89,41 @@ impl Workspace {
         name: &'static str,
         elems: usize,
     ) -> Result<wgpu::Buffer, GpuError> {
-        let bytes = (elems as u64 * ctx.precision().size()).max(16);
+        self.sized(ctx, name, elems as u64 * ctx.precision().size())
+            .await
+    }
+
+    /// The buffer `name` holding `values` as they are, whatever the
+    /// context's precision: u32 tables and row indices, and f32 pixels,
+    /// which the patch kernel converts (converting 32 ViT-L images to f16
+    /// on the host took tens of milliseconds per call, the GPU idle).
+    pub(crate) async fn holding<T: bytemuck::Pod>(
+        &mut self,
+        ctx: &GpuContext,
+        name: &'static str,
+        values: &[T],
+    ) -> Result<wgpu::Buffer, GpuError> {
+        // Queue writes come in multiples of 4 bytes.
+        const { assert!(core::mem::size_of::<T>() % 4 == 0) };
+        let bytes: &[u8] = bytemuck::cast_slice(values);
+        let b = self.sized(ctx, name, bytes.len() as u64).await?;
+        ctx.write_bytes(&b, bytes);
+        Ok(b)
+    }
+
+    /// The buffer `name` if it has at least `bytes`, else a new one in its place.
+    async fn sized(
+        &mut self,
+        ctx: &GpuContext,
+        name: &'static str,
+        bytes: u64,
+    ) -> Result<wgpu::Buffer, GpuError> {
+        let bytes = bytes.max(16);
         if let Some(b) = self.buffers.get(name).filter(|b| b.size() >= bytes) {
             return Ok(b.clone());
         }
         let b = ctx.storage(name, bytes).await?;
         self.buffers.insert(name, b.clone());
-        Ok(b)
-    }
-
-    /// A `u32` buffer `name` holding `values` (sequence tables, row indices).
-    pub(crate) async fn u32s(
-        &mut self,
-        ctx: &GpuContext,
-        name: &'static str,
-        values: &[u32],
-    ) -> Result<wgpu::Buffer, GpuError> {
-        self.holding(ctx, name, bytemuck::cast_slice(values)).await
-    }
-
-    /// An f32 buffer `name` holding `values` as they are, whatever the
-    /// context's precision. Pixels go up this way and the patch kernel
-    /// converts them: converting 32 ViT-L images to f16 on the host took
-    /// tens of milliseconds per call, with the GPU idle meanwhile.
-    pub(crate) async fn f32s(
-        &mut self,
-        ctx: &GpuContext,
-        name: &'static str,
-        values: &[f32],
-    ) -> Result<wgpu::Buffer, GpuError> {
-        self.holding(ctx, name, bytemuck::cast_slice(values)).await
-    }
-
-    /// The buffer `name`, at least `bytes.len()` long, with `bytes` written
-    /// at its start (a multiple of 4 bytes: u32 and f32 values).
-    async fn holding(
-        &mut self,
-        ctx: &GpuContext,
-        name: &'static str,
-        bytes: &[u8],
-    ) -> Result<wgpu::Buffer, GpuError> {
-        let size = (bytes.len() as u64).max(16);
-        let b = match self.buffers.get(name).filter(|b| b.size() >= size) {
-            Some(b) => b.clone(),
-            None => {
-                let b = ctx.storage(name, size).await?;
-                self.buffers.insert(name, b.clone());
-                b
-            }
-        };
-        ctx.write_bytes(&b, bytes);
         Ok(b)
     }
 }
@@ -380,7 +365,9 @@ impl GpuEncoder {
         let qkv = ws.get(ctx, "qkv", rows * 3 * h).await?;
         let attn = ws.get(ctx, "attention", rows * h).await?;
         let mlp = ws.get(ctx, "mlp", rows * self.shape.intermediate).await?;
-        let table = ws.u32s(ctx, "sequences", &seq_table(packed.seqs)?).await?;
+        let table = ws
+            .holding(ctx, "sequences", &seq_table(packed.seqs)?)
+            .await?;
         let max_len = packed.seqs.iter().map(|s| s.len()).max().unwrap_or(0);
         let heads = Heads {
             hidden: h,
@@ -579,7 +566,7 @@ impl GpuVision {
         };
         self.encoder.record(ctx, ws, &x, &packed, out).await?;
         let class_rows: Vec<u32> = (0..n).map(|i| (i * tokens) as u32).collect();
-        let gather = ws.u32s(ctx, "pooled rows", &class_rows).await?;
+        let gather = ws.holding(ctx, "pooled rows", &class_rows).await?;
         let pooled = ws.get(ctx, "pooled", n * h).await?;
         out.push(
             self.post_layernorm
@@ -698,7 +685,7 @@ impl GpuText {
             causal: true,
         };
         self.encoder.record(ctx, ws, &x, &packed, out).await?;
-        let gather = ws.u32s(ctx, "pooled rows", &pooled_rows).await?;
+        let gather = ws.holding(ctx, "pooled rows", &pooled_rows).await?;
         let pooled = ws.get(ctx, "pooled", texts.len() * h).await?;
         out.push(
             self.final_layer_norm

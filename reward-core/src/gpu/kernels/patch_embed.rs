@@ -121,10 +121,8 @@ mod tests {
 
     /// `values` as f32 whatever the context's precision, as the towers upload pixels.
     fn upload_f32(ctx: &GpuContext, values: &[f32]) -> wgpu::Buffer {
-        let b =
-            pollster::block_on(ctx.storage("pixels", (values.len() * 4) as u64)).expect("buffer");
-        ctx.write_bytes(&b, bytemuck::cast_slice(values));
-        b
+        pollster::block_on(ctx.upload_bytes("pixels", bytemuck::cast_slice(values)))
+            .expect("upload")
     }
 
     /// `VisionTransformer::im2col` of `clip/vision.rs`.
