@@ -39,8 +39,13 @@ SHAPES = {
     "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                  num_attention_heads=4, image_size=56, patch_size=14),
 }
+# The tiny vision tower with a text tower of CLIP ViT-L's width (768) and
+# vocabulary, one narrow layer: the host side of a text call
+# (`gpu_device_bench --texts`) at its real size, quick on lavapipe.
+SHAPES["text-host"] = SHAPES["tiny"]
+TEXT = {"text-host": dict(hidden_size=768, intermediate_size=256, num_attention_heads=12)}
 PROJ = {"vit-l-14-336": 768, "vit-l-14-336-2l": 768, "vit-l-host": 64,
-        "lavapipe-1l": 512, "tiny": 32}
+        "lavapipe-1l": 512, "tiny": 32, "text-host": 32}
 
 
 def config(model):
@@ -48,6 +53,7 @@ def config(model):
     text = dict(vocab_size=49408, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
                 num_attention_heads=2, max_position_embeddings=77, hidden_act="quick_gelu",
                 layer_norm_eps=1e-5, bos_token_id=49406, eos_token_id=49407, pad_token_id=1)
+    text.update(TEXT.get(model, {}))
     return dict(model_type="clip", architectures=["CLIPModel"], projection_dim=PROJ[model],
                 logit_scale_init_value=2.6592, text_config=text, vision_config=vision)
 

@@ -6,7 +6,9 @@
 //! Usage: `gpu_device_bench <checkpoint dir> <batch> <repeats> [f32|f16]`
 //! (`gpu_device_bench --tiles` lists the cooperative GEMM's block shapes;
 //! `gpu_device_bench --probe [launches]` times the linear layers' GEMMs whole
-//! and with parts left out, `reward_core::gpu::probe_gemm`).
+//! and with parts left out, `reward_core::gpu::probe_gemm`;
+//! `gpu_device_bench --texts <dir> <batch> <repeats> [f32|f16]` times the
+//! text tower on full-window token sequences instead).
 //! Prints one JSON line, with the host-side operation counts of one warm
 //! call (submissions, buffers, bind groups, pipelines, readbacks); writes the
 //! embeddings of the first two images to `<dir>/gpu_embeddings.f32`
@@ -63,24 +65,15 @@ fn main() -> Result<(), String> {
         };
         return probe(launches, rows);
     }
-    let get = |i: usize, name: &str| {
-        args.get(i)
-            .cloned()
-            .ok_or_else(|| format!("missing argument <{name}>"))
-    };
-    let dir = PathBuf::from(get(1, "checkpoint dir")?);
-    let batch: usize = get(2, "batch")?
-        .parse()
-        .map_err(|e| format!("batch: {e}"))?;
-    let repeats: usize = get(3, "repeats")?
-        .parse()
-        .map_err(|e| format!("repeats: {e}"))?;
-    let precision = match args.get(4).map(String::as_str) {
-        None => None,
-        Some("f16") => Some(Precision::F16),
-        Some("f32") => Some(Precision::F32),
-        Some(other) => return Err(format!("precision {other:?}: expected f32 or f16")),
-    };
+    if args.get(1).map(String::as_str) == Some("--texts") {
+        return texts(&Run::parse(&args[1..])?);
+    }
+    let Run {
+        dir,
+        batch,
+        repeats,
+        precision,
+    } = Run::parse(&args)?;
 
     let t0 = Instant::now();
     let options = GpuOptions {
@@ -132,6 +125,88 @@ fn main() -> Result<(), String> {
         options.layernorm_lanes,
         batch as f64 / best,
         options.profile
+    );
+    Ok(())
+}
+
+/// The arguments of a timed run: `<checkpoint dir> <batch> <repeats> [f32|f16]`.
+struct Run {
+    dir: PathBuf,
+    batch: usize,
+    repeats: usize,
+    precision: Option<Precision>,
+}
+
+impl Run {
+    /// From `args[1..]` (`args[0]` is the program or the mode).
+    fn parse(args: &[String]) -> Result<Self, String> {
+        let get = |i: usize, name: &str| {
+            args.get(i)
+                .cloned()
+                .ok_or_else(|| format!("missing argument <{name}>"))
+        };
+        let number = |i: usize, name: &str| -> Result<usize, String> {
+            get(i, name)?.parse().map_err(|e| format!("{name}: {e}"))
+        };
+        Ok(Self {
+            dir: PathBuf::from(get(1, "checkpoint dir")?),
+            batch: number(2, "batch")?,
+            repeats: number(3, "repeats")?,
+            precision: match args.get(4).map(String::as_str) {
+                None => None,
+                Some("f16") => Some(Precision::F16),
+                Some("f32") => Some(Precision::F32),
+                Some(other) => return Err(format!("precision {other:?}: expected f32 or f16")),
+            },
+        })
+    }
+}
+
+/// `--texts <dir> <batch> <repeats> [f32|f16]`: the text tower on `batch`
+/// token sequences of the full window (start, pattern ids, end), best of
+/// `repeats` warm calls; one JSON line with the host-side counts.
+fn texts(run: &Run) -> Result<(), String> {
+    let options = GpuOptions {
+        precision: run.precision,
+        ..options_from_env()?
+    };
+    let ctx = GpuContext::new(&options).map_err(|e| format!("{e} (try --backend cpu)"))?;
+    let t0 = Instant::now();
+    let model = GpuClipModel::load(&ctx, &run.dir).map_err(|e| e.to_string())?;
+    let load_s = t0.elapsed().as_secs_f64();
+    let text = &model.config().text_config;
+    let (window, vocab) = (text.max_position_embeddings, text.vocab_size as u32);
+    let tokens: Vec<reward_core::clip::TokenizedText> = (0..run.batch)
+        .map(|t| {
+            let mut ids = vec![vocab - 2];
+            ids.extend((1..window - 1).map(|i| ((t * 7919 + i * 104_729) % 49_000) as u32 % vocab));
+            ids.push(vocab - 1);
+            reward_core::clip::TokenizedText {
+                ids,
+                truncated: false,
+                full_len: window,
+            }
+        })
+        .collect();
+    let call = || model.embed_tokens(&ctx, &tokens).map_err(|e| e.to_string());
+    call()?;
+    let before = ctx.stats();
+    let mut best = f64::INFINITY;
+    for _ in 0..run.repeats {
+        let t = Instant::now();
+        std::hint::black_box(call()?);
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    let per_call = per_call(before, ctx.stats(), run.repeats.max(1) as u64);
+    if options.profile {
+        print_profile(&ctx, run.repeats + 1);
+    }
+    println!(
+        "{{\"side\": \"wgpu-texts\", \"adapter\": {:?}, \"precision\": \"{:?}\", \"batch\": {}, \"tokens\": {window}, \"load_s\": {load_s:.3}, \"best_s\": {best:.4}, \"texts_per_s\": {:.3}, \"per_call\": {per_call}}}",
+        ctx.adapter_info().name,
+        ctx.precision(),
+        run.batch,
+        run.batch as f64 / best,
     );
     Ok(())
 }

@@ -21,6 +21,7 @@ use super::kernels::attention_gemm::{Batch, Scratch, attention_gemm};
 use super::kernels::layernorm::{Norm, layernorm};
 use super::kernels::matmul::{Gemm, matmul};
 use super::kernels::patch_embed::{PatchShape, im2col, patch_tokens};
+use super::kernels::token_embed::{TableValues, TokenTable};
 use crate::clip::weights::VarBuilder;
 use crate::clip::{Activation, TextConfig, VisionConfig};
 
@@ -597,13 +598,10 @@ fn encoder_shape_vision(cfg: &VisionConfig) -> EncoderShape {
     }
 }
 
-/// `text_model` plus `text_projection` on the device. The token embedding
-/// table stays in host memory: CLIP's 49,408 x 768 f32 table exceeds the
-/// 128 MiB binding limit browsers grant, and a lookup needs only the rows
-/// of the tokens at hand, which are gathered and uploaded per call.
+/// `text_model` plus `text_projection` on the device, the embedding tables
+/// included (gathered there: `kernels/token_embed.rs`).
 pub(crate) struct GpuText {
-    token_embedding: Vec<f32>,
-    position_embedding: Vec<f32>,
+    embeddings: TokenTable,
     encoder: GpuEncoder,
     final_layer_norm: GpuNorm,
     projection: GpuLinear,
@@ -629,12 +627,7 @@ impl GpuText {
             eps: cfg.layer_norm_eps,
         };
         Ok(Self {
-            token_embedding: emb
-                .pp("token_embedding")
-                .get("weight", &[cfg.vocab_size, h])?,
-            position_embedding: emb
-                .pp("position_embedding")
-                .get("weight", &[cfg.max_position_embeddings, h])?,
+            embeddings: Self::load_embeddings(ctx, &emb, cfg).await?,
             encoder: GpuEncoder::load(ctx, &vb.pp("encoder"), shape).await?,
             final_layer_norm: GpuNorm::load(ctx, &vb.pp("final_layer_norm"), h, cfg.layer_norm_eps)
                 .await?,
@@ -643,18 +636,35 @@ impl GpuText {
         })
     }
 
-    /// Token + position embeddings of checked sequences, stacked.
-    fn embed(&self, texts: &[&[u32]]) -> Vec<f32> {
-        let h = self.cfg.hidden_size;
-        let mut x = Vec::with_capacity(texts.iter().map(|t| t.len()).sum::<usize>() * h);
-        for ids in texts {
-            for (pos, &id) in ids.iter().enumerate() {
-                let tok = &self.token_embedding[id as usize * h..][..h];
-                let posv = &self.position_embedding[pos * h..][..h];
-                x.extend(tok.iter().zip(posv).map(|(t, p)| t + p));
+    /// The token table (as stored when it is f16 on an f16 device) and
+    /// the position table, uploaded.
+    async fn load_embeddings(
+        ctx: &GpuContext,
+        emb: &VarBuilder<'_, '_>,
+        cfg: &TextConfig,
+    ) -> Result<TokenTable, GpuError> {
+        let h = cfg.hidden_size;
+        let tokens = emb.pp("token_embedding");
+        let shape = [cfg.vocab_size, h];
+        let positions = emb
+            .pp("position_embedding")
+            .get("weight", &[cfg.max_position_embeddings, h])?;
+        let part_rows = TokenTable::part_rows(ctx, h);
+        let raw = match ctx.precision() {
+            Precision::F16 => tokens.f16_bytes("weight", &shape)?,
+            Precision::F32 => None,
+        };
+        match raw {
+            Some(bytes) => {
+                let table = TableValues::F16(bytes);
+                TokenTable::upload(ctx, table, &positions, h, part_rows).await
+            }
+            None => {
+                let values = tokens.get("weight", &shape)?;
+                let table = TableValues::F32(&values);
+                TokenTable::upload(ctx, table, &positions, h, part_rows).await
             }
         }
-        x
     }
 
     /// Records the tower for checked token sequences; the projected
@@ -669,16 +679,19 @@ impl GpuText {
         let h = self.cfg.hidden_size;
         let mut seqs = Vec::with_capacity(texts.len());
         let mut pooled_rows = Vec::with_capacity(texts.len());
+        let mut token_rows = Vec::new();
         let mut start = 0;
         for ids in texts {
             seqs.push(start..start + ids.len());
             let pos = super::pool_position(ids, self.cfg.pooling());
             pooled_rows.push(super::kernels::u32_of(start + pos, "pooled row")?);
+            token_rows.extend(ids.iter().zip(0u32..).map(|(&id, p)| [id, p]));
             start += ids.len();
         }
         self.encoder.check_rows(ctx, start)?;
         let x = ws.get(ctx, "hidden", start * h).await?;
-        ctx.write(&x, &self.embed(texts));
+        let rows = ws.holding(ctx, "token rows", &token_rows).await?;
+        out.extend(self.embeddings.record(ctx, &rows, start, &x).await?);
         let packed = Packed {
             rows: start,
             seqs: &seqs,

@@ -20,6 +20,7 @@ pub mod matmul_coop;
 mod matmul_coop_source;
 pub mod patch_embed;
 pub mod scoring;
+pub mod token_embed;
 
 /// Invocations per workgroup of the one-dimensional kernels (the WebGPU
 /// default `max_compute_invocations_per_workgroup`).
