@@ -390,10 +390,9 @@ fn an_f16_checkpoint_on_an_f16_device_gives_the_bits_of_its_f32_original() {
     // tiny-quickgelu-f16 is tiny-quickgelu's weights rounded to f16 (round
     // to nearest even, as the f16 context rounds f32 weights at upload), so
     // both must put the same weights on the device: f16 files go up as
-    // their bytes, f32 ones converted. The image tower runs wholly on the
-    // device, so its bits must match. The text tower's are compared against
-    // the CPU elsewhere: it adds token and position embeddings on the host
-    // before rounding, so the two files' texts differ in the last f16 bit.
+    // their bytes, f32 ones converted. Both towers run wholly on the device
+    // (the text tower's embedding tables included, since session 9), so
+    // their bits must match.
     let Some(ctx) = context(Precision::F16) else {
         return;
     };
@@ -404,12 +403,17 @@ fn an_f16_checkpoint_on_an_f16_device_gives_the_bits_of_its_f32_original() {
         .clone();
     let n = 2;
     let px = pixels(n * v.num_channels * v.image_size * v.image_size, 37);
+    let texts = ["a cat on a mat", "two dogs", "a photo of a kitchen with a red kettle"];
     let run = |name: &str| {
         let gpu = GpuClipModel::load(ctx, &fixture(name)).expect("gpu model");
-        gpu.embed_images(ctx, &px, n).expect("images")
+        let images = gpu.embed_images(ctx, &px, n).expect("images");
+        let texts = gpu.embed_texts(ctx, &texts).expect("texts").embeddings;
+        (images, texts)
     };
-    let want = run("tiny-quickgelu");
-    assert_eq!(run("tiny-quickgelu-f16").as_slice(), want.as_slice());
+    let (images, texts) = run("tiny-quickgelu");
+    let (images_f16, texts_f16) = run("tiny-quickgelu-f16");
+    assert_eq!(images_f16.as_slice(), images.as_slice());
+    assert_eq!(texts_f16.as_slice(), texts.as_slice());
 }
 
 #[test]
