@@ -11,8 +11,9 @@
 #      shapes (SESSION_BATCHED), the v^T copy and the kernels without bounds checks or
 #      workgroup clearing (SWEEP_SHADER), and the LayerNorm at 256 / 64 invocations per
 #      row against the default 32 (SWEEP_LN), and a call submitted in parts of 96 / 24
-#      launches (SWEEP_SUBMIT). Every wgpu line's per_call has host_ms: the CPU time
-#      before the GPU starts (pixels uploaded as f32 since session 8).
+#      launches (SWEEP_SUBMIT), then the flash attention kernel (SESSION_ATTENTION).
+#      Every wgpu line's per_call has host_ms: the CPU time before the GPU starts
+#      (pixels uploaded as f32 since session 8).
 #
 # Here, on the dev box (builds and strips both binaries into .devbin/, ~10 min cold):
 #   bash benches/gpu_device_session.sh --prepare
@@ -110,6 +111,15 @@ for pair in ${SESSION_PAIRS:-128x128/64x64-v4-p4,64x64/32x32-v4-p4 128x128/64x64
     FISAO_GPU_PROFILE=1 FISAO_GPU_COOP_TILE=$tile FISAO_GPU_BATCHED_TILE=$batched timeout 120 .devbin/gpu_device_bench "$DIR" "${BATCH:-32}" 1 >/dev/null 2>> "$OUT/profile.log"
     first=0
   fi
+done
+# The flash attention kernel (rewritten in session 9: two lanes per row, the context
+# rescaled only when a row maximum rises by more than the slack) against the GEMM
+# attention of the default run, with its per-kernel profile.
+for attn in ${SESSION_ATTENTION:-flash}; do
+  line=$(FISAO_GPU_ATTENTION=$attn timeout 120 .devbin/gpu_device_bench "$DIR" "${BATCH:-32}" "${REPEATS:-3}" | tail -1) || line="failed: $?"
+  echo "sweep attention $attn: $line" >> "$OUT/bench.log"
+  echo "profile of attention $attn:" >> "$OUT/profile.log"
+  FISAO_GPU_PROFILE=1 FISAO_GPU_ATTENTION=$attn timeout 120 .devbin/gpu_device_bench "$DIR" "${BATCH:-32}" 1 >/dev/null 2>> "$OUT/profile.log"
 done
 # One short line per run (the whole JSON lines are in bench.log).
 grep -E '"side"|ratio|parity' "$OUT/bench.log" \

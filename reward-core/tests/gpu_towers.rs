@@ -403,7 +403,11 @@ fn an_f16_checkpoint_on_an_f16_device_gives_the_bits_of_its_f32_original() {
         .clone();
     let n = 2;
     let px = pixels(n * v.num_channels * v.image_size * v.image_size, 37);
-    let texts = ["a cat on a mat", "two dogs", "a photo of a kitchen with a red kettle"];
+    let texts = [
+        "a cat on a mat",
+        "two dogs",
+        "a photo of a kitchen with a red kettle",
+    ];
     let run = |name: &str| {
         let gpu = GpuClipModel::load(ctx, &fixture(name)).expect("gpu model");
         let images = gpu.embed_images(ctx, &px, n).expect("images");

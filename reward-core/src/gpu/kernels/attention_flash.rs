@@ -8,21 +8,31 @@
 //! queries of one (sequence, head), each subgroup 16 of them, and streams
 //! the keys in blocks of [`BK`] = 64:
 //!
-//! 1. the key block is staged in workgroup memory (zeros past the end);
+//! 1. the key block is staged in workgroup memory (four halves per load,
+//!    zeros past the end);
 //! 2. each subgroup computes its 16 x 64 scores `Q K^T` on 16 x 16 x 16
-//!    f16 tiles with f32 accumulation (Q was loaded into registers once);
-//! 3. one invocation per query row runs the online softmax over the f32
-//!    scores (running max and sum, keys past the end masked) and writes
-//!    the probabilities as f16 where Q was staged;
-//! 4. the value block replaces the keys, the context accumulators are
-//!    rescaled by `exp(m_old - m_new)` through workgroup memory (a
-//!    cooperative matrix cannot be scaled per row in place), and `P V` is
-//!    added on tensor cores.
+//!    f16 tiles with f32 accumulation (Q was loaded into registers once)
+//!    and stores them as f32;
+//! 3. two lanes per query row take 32 scaled scores each into registers;
+//!    the value block replaces the keys meanwhile;
+//! 4. the row maximum the probabilities are taken against may trail the
+//!    true one by up to a slack of 8 (probabilities up to e^8, well inside
+//!    f16), so the context is rescaled only when some row's maximum rises
+//!    by more: always after the first block, rarely later (a flag every
+//!    invocation reads with `workgroupUniformLoad`). Rescaling goes through
+//!    workgroup memory: a cooperative matrix cannot be scaled per row;
+//! 5. the lanes write the probabilities as f16 where Q was staged and sum
+//!    them, and `P V` is added on tensor cores.
 //!
 //! At the end each row is divided by its sum and written into the token
 //! rows, heads side by side. Only for head dims that are multiples of 16
 //! up to 64 (CLIP's is 64) on devices with cooperative matrices; the
 //! source is generated because WGSL has no arrays of cooperative matrices.
+//!
+//! The session-5 form of this kernel (one lane per row running a two-pass
+//! softmax over workgroup memory, the context rescaled through it after
+//! every block) passed parity on the H200 but ran at 105 images/s against
+//! 158 for the GEMM attention. This form is untimed (docs/perf.md).
 
 use alloc::format;
 use alloc::string::String;
@@ -69,11 +79,11 @@ pub(crate) fn supports(ctx: &GpuContext, heads: Heads) -> bool {
 
 /// Workgroup memory of the kernel for head dim `d` and `bq` queries per
 /// workgroup: Q / P tile, K / V tile (f16, rows padded by 8), the
-/// per-subgroup f32 scores / context tile (rows padded by 4) and three
-/// per-row statistics.
+/// per-subgroup f32 scores / context tile (rows padded by 4), two f32 per
+/// half row (maxima, sums) and the two rescale flags.
 pub(crate) fn shared_bytes(d: u32, bq: u32) -> u32 {
     let ls = d.max(BK) + 8;
-    bq * ls * 2 + BK * ls * 2 + bq * (BK + 4) * 4 + 3 * bq * 4
+    bq * ls * 2 + BK * ls * 2 + bq * (BK + 4) * 4 + 4 * bq * 4 + 8
 }
 
 #[repr(C)]
@@ -141,7 +151,9 @@ const PRELUDE: &str = r#"struct Params {
     scale: f32,
 }
 
-@group(0) @binding(0) var<storage, read> qkv: array<f16>;
+// qkv read four halves at a time (the head dim and the hidden size are
+// multiples of 16).
+@group(0) @binding(0) var<storage, read> qkv: array<vec4<f16>>;
 @group(0) @binding(1) var<storage, read_write> out: array<f16>;
 @group(0) @binding(2) var<uniform> p: Params;
 
@@ -149,24 +161,58 @@ const PRELUDE: &str = r#"struct Params {
 const LS: u32 = max(D, BK) + 8u;
 const LF: u32 = BK + 4u;
 const MASKED: f32 = -3.0e38;
+// A row's probabilities are taken against a running maximum that may
+// trail the true one by up to this much (so they stay below e^8 ~ 2981,
+// well inside f16); only a larger rise rescales the context.
+const SLACK: f32 = 8.0;
 var<workgroup> sq: array<f16, BQ * LS>; // Q, then P
 var<workgroup> skv: array<f16, BK * LS>; // K block, then V block
-var<workgroup> ss: array<f32, BQ * LF>; // scores, then the context (16 rows per subgroup)
-var<workgroup> row_m: array<f32, BQ>;
-var<workgroup> row_l: array<f32, BQ>;
-var<workgroup> row_a: array<f32, BQ>;
+var<workgroup> ss: array<f32, BQ * LF>; // scores, the context when rescaled (16 rows per subgroup)
+var<workgroup> half_max: array<f32, 2u * BQ>; // each half row's block maximum, when rescaling
+var<workgroup> half_sum: array<f32, 2u * BQ>; // each half row's sum, at the end
+var<workgroup> rescale: array<u32, 2>; // set by a row that needs it; two slots, alternating
+"#;
 
-// Rows k0.. of part `part` (0 q, 1 k, 2 v) of head h of the sequence
-// starting at row `first` into `skv` ([row][d]); zeros past the end.
-fn stage_kv(t: u32, first: u32, k0: u32, part: u32, h: u32) {
-    for (var i = t; i < BK * D; i += WG) {
-        let r = i / D;
-        let c = i % D;
-        var v = f16(0.0);
-        if (k0 + r < p.len) {
-            v = qkv[(first + k0 + r) * 3u * p.hidden + part * p.hidden + h * D + c];
+/// Staging of Q and of the key / value blocks, four halves per load.
+const STAGING: &str = r#"
+// Vec4 index of half `c` (a multiple of 4) of part `part` (0 q, 1 k, 2 v)
+// of head h, token row `row`.
+fn qkv_at(row: u32, part: u32, h: u32, c: u32) -> u32 {
+    return (row * 3u * p.hidden + part * p.hidden + h * D + c) / 4u;
+}
+
+// Queries q0.. of head h of the sequence starting at row `first` into
+// `sq` ([row][d]); zeros past the end.
+fn stage_q(t: u32, first: u32, q0: u32, h: u32) {
+    for (var i = t; i < BQ * D / 4u; i += WG) {
+        let r = i / (D / 4u);
+        let c = (i % (D / 4u)) * 4u;
+        var v = vec4<f16>();
+        if (q0 + r < p.len) {
+            v = qkv[qkv_at(first + q0 + r, 0u, h, c)];
         }
-        skv[r * LS + c] = v;
+        let o = r * LS + c;
+        sq[o] = v.x;
+        sq[o + 1u] = v.y;
+        sq[o + 2u] = v.z;
+        sq[o + 3u] = v.w;
+    }
+}
+
+// Keys (part 1) or values (part 2) k0.. into `skv`; zeros past the end.
+fn stage_kv(t: u32, first: u32, k0: u32, part: u32, h: u32) {
+    for (var i = t; i < BK * D / 4u; i += WG) {
+        let r = i / (D / 4u);
+        let c = (i % (D / 4u)) * 4u;
+        var v = vec4<f16>();
+        if (k0 + r < p.len) {
+            v = qkv[qkv_at(first + k0 + r, part, h, c)];
+        }
+        let o = r * LS + c;
+        skv[o] = v.x;
+        skv[o + 1u] = v.y;
+        skv[o + 2u] = v.z;
+        skv[o + 3u] = v.w;
     }
 }
 "#;
@@ -176,20 +222,18 @@ fn kernel_source(dt: u32, dl: CoopDialect) -> String {
     let kt = BK / 16;
     let mut s = String::from(dl.header());
     s.push_str(PRELUDE);
+    s.push_str(STAGING);
     s.push_str(&dl.helpers(&["sq", "skv"], false, &["ss"]));
     s.push_str(dl.main());
     s.push_str(
         "    let q0 = wid.x * BQ;\n    let h = wid.y;\n    let first = wid.z * p.len;\n    \
-         if (q0 >= p.len) {\n        return;\n    }\n",
-    );
-    // Q tile, zero padded, and the row statistics.
-    s.push_str(
-        "    for (var i = t; i < BQ * D; i += WG) {\n        let r = i / D;\n        \
-         let c = i % D;\n        var v = f16(0.0);\n        if (q0 + r < p.len) {\n            \
-         v = qkv[(first + q0 + r) * 3u * p.hidden + h * D + c];\n        }\n        \
-         sq[r * LS + c] = v;\n    }\n    if (t < BQ) {\n        row_m[t] = MASKED;\n        \
-         row_l[t] = 0.0;\n    }\n    workgroupBarrier();\n    let qr = sg * 16u;\n    \
-         let sf = qr * LF;\n",
+         if (q0 >= p.len) {\n        return;\n    }\n    \
+         stage_q(t, first, q0, h);\n    if (t < 2u) {\n        rescale[t] = 0u;\n    }\n    \
+         workgroupBarrier();\n    let qr = sg * 16u;\n    let sf = qr * LF;\n    \
+         // Two lanes per query row, 32 of each key block's columns each.\n    \
+         let row = qr + lane / 2u;\n    let half = lane % 2u;\n    \
+         let sr = sf + (lane / 2u) * LF + half * 32u;\n    \
+         var m_used = MASKED;\n    var l_part = 0.0;\n",
     );
     for i in 0..dt {
         let at = format!("qr * LS + {}u", 16 * i);
@@ -216,31 +260,48 @@ fn kernel_source(dt: u32, dl: CoopDialect) -> String {
         }
     }
     store_row_tiles(&mut s, dl, "s", kt, "        ");
-    // Online softmax, one invocation per query row.
+    // Each lane takes its half row of scaled scores into registers (keys
+    // past the end masked) and flags a rise of the row maximum beyond the
+    // slack; the keys are no longer needed, so the values replace them.
     s.push_str(
-        "        workgroupBarrier();\n        if (lane < 16u) {\n            \
-         let r = qr + lane;\n            let m_old = row_m[r];\n            var mx = m_old;\n            \
-         for (var c = 0u; c < BK; c++) {\n                if (k0 + c < p.len) {\n                    \
-         mx = max(mx, ss[sf + lane * LF + c] * p.scale);\n                }\n            }\n            \
-         var sum = 0.0;\n            for (var c = 0u; c < BK; c++) {\n                var e = 0.0;\n                \
-         if (k0 + c < p.len) {\n                    e = exp(ss[sf + lane * LF + c] * p.scale - mx);\n                }\n                \
-         sum += e;\n                sq[r * LS + c] = f16(e);\n            }\n            \
-         let a = exp(m_old - mx);\n            row_a[r] = a;\n            \
-         row_l[r] = row_l[r] * a + sum;\n            row_m[r] = mx;\n        }\n        \
-         workgroupBarrier();\n        stage_kv(t, first, k0, 2u, h);\n",
+        "        workgroupBarrier();\n        let slot = (k0 / BK) % 2u;\n        var sv: array<f32, 32>;\n        \
+         var hm = MASKED;\n        for (var c = 0u; c < 32u; c++) {\n            \
+         var v = MASKED;\n            if (k0 + half * 32u + c < p.len) {\n                \
+         v = ss[sr + c] * p.scale;\n            }\n            sv[c] = v;\n            \
+         hm = max(hm, v);\n        }\n        if (hm > m_used + SLACK) {\n            \
+         rescale[slot] = 1u;\n        }\n        stage_kv(t, first, k0, 2u, h);\n        \
+         let raise = workgroupUniformLoad(&rescale[slot]);\n        if (t == 0u) {\n            \
+         rescale[1u - slot] = 0u;\n        }\n        \
+         if (raise != 0u) {\n            half_max[2u * row + half] = hm;\n            \
+         workgroupBarrier();\n            \
+         let m_new = max(m_used, max(half_max[2u * row], half_max[2u * row + 1u]));\n            \
+         let a = exp(m_used - m_new);\n            l_part *= a;\n            m_used = m_new;\n            \
+         half_max[2u * row + half] = a;\n",
     );
-    // Rescale the context through workgroup memory.
-    store_row_tiles(&mut s, dl, "o", dt, "        ");
+    // The context is scaled through workgroup memory (a cooperative matrix
+    // cannot be scaled per row in place), which the slack makes rare: the
+    // first block, then only a rise of some row's maximum beyond it. (The
+    // first block's context is zero, but skipping it would branch on the
+    // loop counter, which naga does not count as uniform.)
+    store_row_tiles(&mut s, dl, "o", dt, "            ");
     s.push_str(
-        "        workgroupBarrier();\n        for (var e = lane; e < 16u * D; e += 32u) {\n            \
-         let r = e / D;\n            ss[sf + r * LF + e % D] *= row_a[qr + r];\n        }\n        \
-         workgroupBarrier();\n",
+        "            workgroupBarrier();\n            \
+         for (var e = lane; e < 16u * D; e += 32u) {\n                \
+         let r = e / D;\n                ss[sf + r * LF + e % D] *= half_max[2u * (qr + r)];\n            \
+         }\n            workgroupBarrier();\n",
     );
     for j in 0..dt {
         let at = format!("sf + {}u", 16 * j);
         let load = dl.load(Role::C, true, "ss", &at, "LF");
-        s.push_str(&format!("        o{j} = {load};\n"));
+        s.push_str(&format!("            o{j} = {load};\n"));
     }
+    s.push_str("        }\n");
+    // The probabilities, as f16 where Q was staged.
+    s.push_str(
+        "        for (var c = 0u; c < 32u; c++) {\n            let e = exp(sv[c] - m_used);\n            \
+         l_part += e;\n            sq[row * LS + half * 32u + c] = f16(e);\n        }\n        \
+         workgroupBarrier();\n",
+    );
     // O += P V: kt k-steps x dt output tiles.
     for k in 0..kt {
         let at = format!("qr * LS + {}u", 16 * k);
@@ -253,12 +314,13 @@ fn kernel_source(dt: u32, dl: CoopDialect) -> String {
             s.push_str(&format!("        o{j} = {mma};\n"));
         }
     }
-    s.push_str("    }\n    workgroupBarrier();\n");
+    s.push_str("    }\n    half_sum[2u * row + half] = l_part;\n    workgroupBarrier();\n");
     store_row_tiles(&mut s, dl, "o", dt, "    ");
     s.push_str(
         "    workgroupBarrier();\n    for (var e = lane; e < 16u * D; e += 32u) {\n        \
          let r = e / D;\n        let q = q0 + qr + r;\n        if (q < p.len) {\n            \
-         out[(first + q) * p.hidden + h * D + e % D] = f16(ss[sf + r * LF + e % D] / row_l[qr + r]);\n        \
+         let l = half_sum[2u * (qr + r)] + half_sum[2u * (qr + r) + 1u];\n            \
+         out[(first + q) * p.hidden + h * D + e % D] = f16(ss[sf + r * LF + e % D] / l);\n        \
          }\n    }\n}\n",
     );
     s
@@ -340,6 +402,7 @@ mod tests {
             (1, 130, 64, 2),
         ];
         check_parity(ctx, &shapes);
+        check_parity_ramped(ctx, &[(2, 200, 64, 2), (1, 577, 128, 2)], 0.05);
     }
 
     /// The same on the emulated cooperative matrices (any f16 adapter:
@@ -368,17 +431,36 @@ mod tests {
                 (1, 130, 64, 2),
             ],
         );
+        check_parity_ramped(&ctx, &[(2, 200, 64, 2)], 0.05);
     }
 
     /// `(sequences, length, hidden, heads)` against the CPU reference.
     fn check_parity(ctx: &crate::gpu::GpuContext, shapes: &[(usize, usize, usize, usize)]) {
+        check_parity_ramped(ctx, shapes, 0.0);
+    }
+
+    /// The same with the keys of position `i` scaled by `1 + ramp * i`: a
+    /// positive ramp makes later key blocks raise the row maxima by more
+    /// than the kernel's slack, so that the context is rescaled in the
+    /// middle of a row as well as after the first block.
+    fn check_parity_ramped(
+        ctx: &crate::gpu::GpuContext,
+        shapes: &[(usize, usize, usize, usize)],
+        ramp: f32,
+    ) {
         for &(count, len, hidden, heads) in shapes {
             let rows = count * len;
             let seqs: Vec<_> = (0..count).map(|i| i * len..(i + 1) * len).collect();
-            let qkv: Vec<f32> = data(rows * 3 * hidden, 51)
+            let mut qkv: Vec<f32> = data(rows * 3 * hidden, 51)
                 .iter()
                 .map(|v| v * 2.0)
                 .collect();
+            for (row, values) in qkv.chunks_exact_mut(3 * hidden).enumerate() {
+                let gain = 1.0 + ramp * (row % len) as f32;
+                values[hidden..2 * hidden]
+                    .iter_mut()
+                    .for_each(|v| *v *= gain);
+            }
             let want = reference(&qkv, &seqs, hidden, heads, false);
             let qb = upload(ctx, &qkv);
             let out = upload(ctx, &vec![f32::NAN; rows * hidden]);
