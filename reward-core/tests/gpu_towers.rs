@@ -242,6 +242,12 @@ fn image_tower_on_tensor_core_kernels_matches_the_cpu_path() {
     // fc1 and fc2 of the 32-wide tower (k = 32 and 64) and the attention
     // products of both models.
     assert!(coop.len() >= 3, "cooperative GEMMs that ran: {ran:?}");
+    // The 7-pixel patches' GEMM (3 x 7 x 7 = 147 values, padded to 192;
+    // 3 images x 16 patches, width 32) runs on the cooperative kernel too.
+    assert!(
+        coop.iter().any(|k| k.ends_with(" 48x32x192")),
+        "the patch GEMM did not run on the cooperative kernel: {ran:?}"
+    );
     // The values are read in place (k-major), not copied to v^T first.
     assert!(
         !ran.iter().any(|k| k == "v_transpose"),

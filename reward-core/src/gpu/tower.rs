@@ -20,7 +20,7 @@ use super::kernels::attention_flash::{attention_flash, supports as flash_support
 use super::kernels::attention_gemm::{Batch, Scratch, attention_gemm};
 use super::kernels::layernorm::{Norm, layernorm};
 use super::kernels::matmul::{Gemm, matmul};
-use super::kernels::patch_embed::{PatchShape, im2col, patch_tokens};
+use super::kernels::patch_embed::{PatchShape, im2col, padded_weight, patch_tokens};
 use super::kernels::token_embed::{TableValues, TokenTable};
 use crate::clip::weights::VarBuilder;
 use crate::clip::{Activation, TextConfig, VisionConfig};
@@ -466,6 +466,15 @@ fn attention_path(ctx: &GpuContext, heads: Heads, packed: &Packed<'_>) -> Attent
     AttentionPath::Fused
 }
 
+/// The image geometry of a vision config.
+fn patch_shape(cfg: &VisionConfig) -> PatchShape {
+    PatchShape {
+        channels: cfg.num_channels,
+        size: cfg.image_size,
+        patch: cfg.patch_size,
+    }
+}
+
 /// `vision_model` plus `visual_projection` on the device.
 pub(crate) struct GpuVision {
     class_embedding: wgpu::Buffer,
@@ -488,7 +497,9 @@ impl GpuVision {
     ) -> Result<Self, GpuError> {
         let emb = vb.pp("embeddings");
         let (h, p, c) = (cfg.hidden_size, cfg.patch_size, cfg.num_channels);
+        let shape = patch_shape(cfg);
         let conv = emb.pp("patch_embedding").get("weight", &[h, c, p, p])?;
+        let conv = padded_weight(&conv, shape);
         let pos = emb
             .pp("position_embedding")
             .get("weight", &[cfg.num_positions(), h])?;
@@ -499,7 +510,7 @@ impl GpuVision {
             patch_embedding: GpuLinear {
                 w: ctx.upload("patch_embedding.weight", &conv).await?,
                 b: None,
-                in_dim: c * p * p,
+                in_dim: shape.row_width(),
                 out_dim: h,
             },
             position_embedding: ctx.upload("vision position_embedding", &pos).await?,
@@ -533,11 +544,7 @@ impl GpuVision {
         out: &mut Vec<Dispatch>,
     ) -> Result<wgpu::Buffer, GpuError> {
         let (h, tokens) = (self.cfg.hidden_size, self.cfg.num_positions());
-        let shape = PatchShape {
-            channels: self.cfg.num_channels,
-            size: self.cfg.image_size,
-            patch: self.cfg.patch_size,
-        };
+        let shape = patch_shape(&self.cfg);
         let patches_n = n * (tokens - 1);
         self.encoder.check_rows(ctx, n * tokens)?;
         let patches = ws

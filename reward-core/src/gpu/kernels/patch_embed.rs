@@ -4,6 +4,8 @@
 //! Mirrors `VisionTransformer::im2col` and `embed` in `clip/vision.rs`
 //! (`CLIPVisionEmbeddings` in transformers).
 
+use alloc::vec::Vec;
+
 use super::super::context::{Dispatch, GpuContext};
 use super::super::error::GpuError;
 use super::{WORKGROUP, grid, u32_of};
@@ -17,7 +19,8 @@ struct Im2colParams {
     patch: u32,
     grid: u32,
     groups_x: u32,
-    pad: [u32; 2],
+    width: u32,
+    pad: u32,
 }
 
 #[repr(C)]
@@ -42,9 +45,51 @@ impl PatchShape {
     pub(crate) fn grid(&self) -> usize {
         self.size / self.patch
     }
+
+    /// Values per patch: `channels x patch x patch`.
+    pub(crate) fn values(&self) -> usize {
+        self.channels * self.patch * self.patch
+    }
+
+    /// The patch rows' width as im2col writes them: [`Self::values`] then
+    /// zeros up to a multiple of the deepest k block of the cooperative
+    /// GEMM tiles, so that the patch GEMM runs on tensor cores whatever
+    /// the patch size (ViT-L/14's 3 x 14 x 14 = 588 is no multiple of 32;
+    /// 640 is). The zero columns meet zero weight columns and change no
+    /// sum.
+    pub(crate) fn row_width(&self) -> usize {
+        self.values().next_multiple_of(K_MULTIPLE)
+    }
 }
 
-/// `patches[n * grid^2, channels * patch^2]` from `pixels[n, c, size, size]`.
+/// The deepest k block of [`super::matmul_coop::COOP_TILES`].
+const K_MULTIPLE: usize = {
+    let mut max = 1;
+    let mut i = 0;
+    while i < super::matmul_coop::COOP_TILES.len() {
+        let kt = super::matmul_coop::COOP_TILES[i].kt as usize;
+        if kt > max {
+            max = kt;
+        }
+        i += 1;
+    }
+    max
+};
+
+/// The conv weight `[out, channels, patch, patch]` as GEMM rows of
+/// [`PatchShape::row_width`], zero padded.
+pub(crate) fn padded_weight(weight: &[f32], shape: PatchShape) -> Vec<f32> {
+    let (values, width) = (shape.values(), shape.row_width());
+    let mut out = Vec::with_capacity(weight.len() / values.max(1) * width);
+    for row in weight.chunks_exact(values) {
+        out.extend_from_slice(row);
+        out.resize(out.len() + width - values, 0.0);
+    }
+    out
+}
+
+/// `patches[n * grid^2, row_width]` from `pixels[n, c, size, size]` (the
+/// `channels * patch^2` values of each patch, then zeros).
 /// The pixels are f32 at any precision (converted here, on the GPU: on the
 /// host, f16 conversion of a batch cost more than this kernel).
 pub(crate) async fn im2col(
@@ -62,10 +107,7 @@ pub(crate) async fn im2col(
         )
         .await?;
     let g = shape.grid();
-    let count = u32_of(
-        n * g * g * shape.channels * shape.patch * shape.patch,
-        "patch values",
-    )?;
+    let count = u32_of(n * g * g * shape.row_width(), "patch values")?;
     let groups = grid(count, WORKGROUP);
     let params = Im2colParams {
         count,
@@ -74,7 +116,8 @@ pub(crate) async fn im2col(
         patch: u32_of(shape.patch, "patch size")?,
         grid: u32_of(g, "grid")?,
         groups_x: groups[0],
-        pad: [0; 2],
+        width: u32_of(shape.row_width(), "patch row width")?,
+        pad: 0,
     };
     Ok(Dispatch::new(pipeline, &[pixels, patches], &params, groups))
 }
@@ -137,10 +180,44 @@ mod tests {
                         out.extend_from_slice(&image[start..start + p]);
                     }
                 }
+                out.resize(out.len() + s.row_width() - s.values(), 0.0);
             }
         }
         out
     }
+
+    #[test]
+    fn patch_rows_are_padded_to_the_deepest_k_block() {
+        let vit_l = PatchShape {
+            channels: 3,
+            size: 336,
+            patch: 14,
+        };
+        assert_eq!((vit_l.values(), vit_l.row_width()), (588, 640));
+        let vit_b = PatchShape { patch: 32, ..vit_l };
+        assert_eq!(vit_b.row_width(), 3072);
+        assert!(COOP_TILES_KT.iter().all(|&kt| 640 % kt == 0));
+        // Two output rows of 2 x 1 x 1 values: each gains 62 zeros.
+        let s = PatchShape {
+            channels: 2,
+            size: 1,
+            patch: 1,
+        };
+        let w = padded_weight(&[1.0, 2.0, 3.0, 4.0], s);
+        assert_eq!(w.len(), 128);
+        assert_eq!((&w[..2], &w[64..66]), (&[1.0, 2.0][..], &[3.0, 4.0][..]));
+        assert!(w[2..64].iter().chain(&w[66..]).all(|&v| v == 0.0));
+    }
+
+    const COOP_TILES_KT: [usize; super::super::matmul_coop::COOP_TILES.len()] = {
+        let mut kt = [0; super::super::matmul_coop::COOP_TILES.len()];
+        let mut i = 0;
+        while i < kt.len() {
+            kt[i] = super::super::matmul_coop::COOP_TILES[i].kt as usize;
+            i += 1;
+        }
+        kt
+    };
 
     #[test]
     fn im2col_matches_the_cpu_including_a_floored_grid() {

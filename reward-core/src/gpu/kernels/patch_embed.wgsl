@@ -1,5 +1,5 @@
 // im2col for the bias-free patch convolution (stride = kernel = P):
-// patches[n * G * G, C * P * P] from pixels[n, C, S, S], patch rows in
+// patches[n * G * G, width] from pixels[n, C, S, S], patch rows in
 // row-major grid order, columns in the (channel, row, column) order of the
 // conv weight, so that `patches @ weight^T` is the convolution. The pixels
 // are f32 at either precision: the conversion to T happens here, on the GPU.
@@ -10,8 +10,8 @@ struct Params {
     psize: u32,
     grid: u32,
     groups_x: u32,
+    width: u32, // row width: C * P * P values, then zeros (see PatchShape::row_width)
     _pad0: u32,
-    _pad1: u32,
 }
 
 @group(0) @binding(0) var<storage, read> pixels: array<f32>;
@@ -24,9 +24,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (i >= p.count) {
         return;
     }
-    let width = p.channels * p.psize * p.psize;
-    let row = i / width;
-    let col = i % width;
+    let row = i / p.width;
+    let col = i % p.width;
+    if (col >= p.channels * p.psize * p.psize) {
+        patches[i] = T(0.0);
+        return;
+    }
     let per_image = p.grid * p.grid;
     let image = row / per_image;
     let cell = row % per_image;
