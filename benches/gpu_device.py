@@ -43,7 +43,10 @@ SHAPES = {
 # vocabulary, one narrow layer: the host side of a text call
 # (`gpu_device_bench --texts`) at its real size, quick on lavapipe.
 SHAPES["text-host"] = SHAPES["tiny"]
-TEXT = {"text-host": dict(hidden_size=768, intermediate_size=256, num_attention_heads=12)}
+TEXT = {"text-host": dict(hidden_size=768, intermediate_size=256, num_attention_heads=12),
+        # CLIP ViT-L/14-336's text tower, for the text comparison (TEXTS=1).
+        "vit-l-14-336": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                             num_attention_heads=12)}
 PROJ = {"vit-l-14-336": 768, "vit-l-14-336-2l": 768, "vit-l-host": 64,
         "lavapipe-1l": 512, "tiny": 32, "text-host": 32}
 
@@ -174,11 +177,66 @@ def time_torch(directory, batch, repeats):
     print(json.dumps(result))
 
 
+def token_ids(batch, window, vocab):
+    """Same sequences as `gpu_device_bench --texts`: start token, pattern ids, end token."""
+    t = torch.arange(batch, dtype=torch.int64)[:, None]
+    i = torch.arange(1, window - 1, dtype=torch.int64)[None, :]
+    body = ((t * 7919 + i * 104_729) % 49_000) % vocab
+    start = torch.full((batch, 1), vocab - 2, dtype=torch.int64)
+    end = torch.full((batch, 1), vocab - 1, dtype=torch.int64)
+    return torch.cat([start, body, end], dim=1)
+
+
+def time_text(directory, batch, repeats):
+    """The text tower (CLIPTextModelWithProjection, sdpa) on the same weights and ids."""
+    from safetensors.torch import load_file
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+    d = Path(directory)
+    cfg = json.loads((d / "config.json").read_text())
+    cuda = torch.cuda.is_available()
+    dev, dtype = ("cuda", torch.float16) if cuda else ("cpu", torch.float32)
+    tcfg = CLIPTextConfig(**cfg["text_config"], projection_dim=cfg["projection_dim"])
+    tcfg._attn_implementation = "sdpa"
+    model = CLIPTextModelWithProjection(tcfg)
+    state = {k: v for k, v in load_file(str(d / "model.safetensors")).items()
+             if k.startswith("text_model.") or k.startswith("text_projection.")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [m for m in missing if "position_ids" not in m]
+    if missing or unexpected:
+        raise SystemExit(f"weights do not match: missing {missing}, unexpected {unexpected}")
+    model = model.to(dev, dtype).eval()
+    t = cfg["text_config"]
+    ids = token_ids(batch, t["max_position_embeddings"], t["vocab_size"]).to(dev)
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    with torch.inference_mode():
+        emb = model(input_ids=ids).text_embeds.float()
+        sync()
+        best = math.inf
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model(input_ids=ids)
+            sync()
+            best = min(best, time.perf_counter() - start)
+    result = dict(side="pytorch-texts", device=torch.cuda.get_device_name() if cuda else "cpu",
+                  dtype=str(dtype), batch=batch, best_s=round(best, 4),
+                  texts_per_s=round(batch / best, 3))
+    theirs = d / "gpu_text_embeddings.f32"
+    if theirs.exists():
+        g = torch.frombuffer(bytearray(theirs.read_bytes()), dtype=torch.float32).reshape(-1, emb.shape[1])
+        ours = emb[: g.shape[0]].cpu()
+        cos = torch.nn.functional.cosine_similarity(ours, g, dim=1)
+        rel = ((ours - g).abs().max() / ours.abs().max()).item()
+        result.update(min_cosine_vs_wgpu=round(cos.min().item(), 6), max_rel_diff_vs_wgpu=round(rel, 6))
+    print(json.dumps(result))
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "write":
         write(sys.argv[2], sys.argv[4] if len(sys.argv) > 4 else "vit-l-14-336")
     elif cmd == "time":
         time_torch(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    elif cmd == "time-texts":
+        time_text(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     else:
-        raise SystemExit(f"unknown command {cmd!r}: expected write or time")
+        raise SystemExit(f"unknown command {cmd!r}: expected write, time or time-texts")

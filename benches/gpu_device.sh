@@ -28,6 +28,8 @@
 #                                        # SWEEP_SUBMIT="64 16": also the default
 #                                        # submitted in command buffers of that many
 #                                        # launches, FISAO_GPU_SUBMIT_EVERY)
+#   TEXTS=1 bash benches/gpu_device.sh   # also the text tower: texts/s of TEXT_BATCH
+#                                        # (256) full-window texts on both sides, parity
 # The wgpu JSON line's "gemm" names the GEMM kernel that ran ("coop-16x16x16-f16-f32"
 # where the adapter has cooperative matrices, else "tiled-f32").
 # The wgpu JSON line has "per_call": submissions, dispatches, buffers, bind groups,
@@ -105,3 +107,21 @@ if "images_per_s_from_host" in py:
 if "min_cosine_vs_wgpu" in py:
     print(f"parity: min cosine {py['min_cosine_vs_wgpu']}, max rel diff {py['max_rel_diff_vs_wgpu']}")
 PYEOF
+if [ "${TEXTS:-0}" = 1 ]; then
+  # The text tower too: TEXT_BATCH full-window texts (one 256-text chunk by default),
+  # same weights and ids on both sides, with parity of the first two embeddings.
+  TEXT_BATCH=${TEXT_BATCH:-256}
+  rs=$(timeout 300 "$BIN" --texts "$DIR" "$TEXT_BATCH" "$REPEATS" ${PRECISION:-} | tail -1)
+  echo "$rs"
+  py=$(timeout 200 "$PY" benches/gpu_device.py time-texts "$DIR" "$TEXT_BATCH" "$REPEATS" | tail -1)
+  echo "$py"
+  "$PY" - "$rs" "$py" <<'PYEOF'
+import json, sys
+rs, py = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+print(f"texts/s  wgpu ({rs['adapter']}, {rs['precision']}) {rs['texts_per_s']:.2f}  "
+      f"pytorch ({py['device']}, {py['dtype']}) {py['texts_per_s']:.2f}  "
+      f"ratio {rs['texts_per_s'] / py['texts_per_s']:.3f}x; wgpu host {rs['per_call']['host_ms']} ms per call")
+if "min_cosine_vs_wgpu" in py:
+    print(f"text parity: min cosine {py['min_cosine_vs_wgpu']}, max rel diff {py['max_rel_diff_vs_wgpu']}")
+PYEOF
+fi

@@ -11,7 +11,9 @@
 #      shapes (SESSION_BATCHED), the v^T copy and the kernels without bounds checks or
 #      workgroup clearing (SWEEP_SHADER), and the LayerNorm at 256 / 64 invocations per
 #      row against the default 32 (SWEEP_LN), and a call submitted in parts of 96 / 24
-#      launches (SWEEP_SUBMIT), then the flash attention kernel (SESSION_ATTENTION).
+#      launches (SWEEP_SUBMIT), then the flash attention kernel (SESSION_ATTENTION);
+#      and the text tower (ViT-L/14-336's: 12 layers, width 768) on 256 texts against
+#      PyTorch (TEXTS=1; the wgpu text tower has never been timed on a GPU).
 #      Every wgpu line's per_call has host_ms: the CPU time before the GPU starts
 #      (pixels uploaded as f32 since session 8).
 #
@@ -95,7 +97,7 @@ grep -E '"probe"' "$OUT/probe.log" | sed -E 's/.*"probe": "([^"]*)", "layer": "(
 
 SESSION_TILES=${SESSION_TILES:-"128x128/64x64 128x128/64x64-p4 128x128/64x64-db-p4 128x128/64x64-v4-p4 128x128/64x64-db 128x128/64x64-e2 128x128/64x64-v4 128x128/64x64-sb 128x128/64x64-db-v4-sb 128x128/64x64-k16-db 128x128/32x64-db 128x128/32x64-k64"}
 SESSION_BATCHED=${SESSION_BATCHED:-"64x64/32x32-p4 64x64/32x32-v4-p4 64x64/32x32-v4-p4-sb 64x64/32x32-v4 64x64/32x32-e2-v4 64x64/32x32-db-e2 64x64/32x32-v4-sb"}
-PROFILE=${PROFILE:-1} SWEEP=1 SWEEP_TILES="$SESSION_TILES" SWEEP_BATCHED="$SESSION_BATCHED" SWEEP_V_COPY=1 SWEEP_SHADER=1 SWEEP_LN="256 64" SWEEP_SUBMIT="${SWEEP_SUBMIT:-96 24}" BIN=.devbin/gpu_device_bench \
+TEXTS=1 PROFILE=${PROFILE:-1} SWEEP=1 SWEEP_TILES="$SESSION_TILES" SWEEP_BATCHED="$SESSION_BATCHED" SWEEP_V_COPY=1 SWEEP_SHADER=1 SWEEP_LN="256 64" SWEEP_SUBMIT="${SWEEP_SUBMIT:-96 24}" BIN=.devbin/gpu_device_bench \
   timeout 360 bash benches/gpu_device.sh > "$OUT/bench.log" 2> "$OUT/profile.log"
 echo "bench: exit $?"
 # The packed shapes for both GEMM kinds at once (the sweep varies one at a time), with
@@ -123,6 +125,6 @@ for attn in ${SESSION_ATTENTION:-flash}; do
 done
 # One short line per run (the whole JSON lines are in bench.log).
 grep -E '"side"|ratio|parity' "$OUT/bench.log" \
-  | sed -E -e 's/^\{"side": "wgpu"/default: &/' \
+  | sed -E -e 's/^\{"side": "wgpu",/default: &/' \
       -e 's/^([^{]*): \{"side": "wgpu".*"gemm": "([^"]*)".*"images_per_s": ([0-9.]*), "per_call": \{"host_ms": ([0-9.]*).*/\1: \3 images\/s, host \4 ms (\2)/' \
   | cut -c1-300

@@ -8,7 +8,8 @@
 //! `gpu_device_bench --probe [launches]` times the linear layers' GEMMs whole
 //! and with parts left out, `reward_core::gpu::probe_gemm`;
 //! `gpu_device_bench --texts <dir> <batch> <repeats> [f32|f16]` times the
-//! text tower on full-window token sequences instead).
+//! text tower on full-window token sequences instead, writing the first
+//! two texts' embeddings to `<dir>/gpu_text_embeddings.f32`).
 //! Prints one JSON line, with the host-side operation counts of one warm
 //! call (submissions, buffers, bind groups, pipelines, readbacks); writes the
 //! embeddings of the first two images to `<dir>/gpu_embeddings.f32`
@@ -189,7 +190,14 @@ fn texts(run: &Run) -> Result<(), String> {
         })
         .collect();
     let call = || model.embed_tokens(&ctx, &tokens).map_err(|e| e.to_string());
-    call()?;
+    let first = call()?;
+    // The first two texts' embeddings, for gpu_device.py's parity check.
+    let keep = first.rows().min(2) * first.dim();
+    let bytes: Vec<u8> = first.as_slice()[..keep]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    std::fs::write(run.dir.join("gpu_text_embeddings.f32"), bytes).map_err(|e| e.to_string())?;
     let before = ctx.stats();
     let mut best = f64::INFINITY;
     for _ in 0..run.repeats {
