@@ -169,7 +169,9 @@ var<workgroup> sq: array<f16, BQ * LS>; // Q, then P
 var<workgroup> skv: array<f16, BK * LS>; // K block, then V block
 var<workgroup> ss: array<f32, BQ * LF>; // scores, the context when rescaled (16 rows per subgroup)
 var<workgroup> half_max: array<f32, 2u * BQ>; // each half row's block maximum, when rescaling
-var<workgroup> half_sum: array<f32, 2u * BQ>; // each half row's sum, at the end
+// (the factors go to half_sum: a lane still reading its partner's maximum
+// must not see it overwritten)
+var<workgroup> half_sum: array<f32, 2u * BQ>; // each row's rescale factor (twice) when rescaling; each half row's sum at the end
 var<workgroup> rescale: array<u32, 2>; // set by a row that needs it; two slots, alternating
 "#;
 
@@ -276,7 +278,7 @@ fn kernel_source(dt: u32, dl: CoopDialect) -> String {
          workgroupBarrier();\n            \
          let m_new = max(m_used, max(half_max[2u * row], half_max[2u * row + 1u]));\n            \
          let a = exp(m_used - m_new);\n            l_part *= a;\n            m_used = m_new;\n            \
-         half_max[2u * row + half] = a;\n",
+         half_sum[2u * row + half] = a;\n",
     );
     // The context is scaled through workgroup memory (a cooperative matrix
     // cannot be scaled per row in place), which the slack makes rare: the
@@ -287,7 +289,7 @@ fn kernel_source(dt: u32, dl: CoopDialect) -> String {
     s.push_str(
         "            workgroupBarrier();\n            \
          for (var e = lane; e < 16u * D; e += 32u) {\n                \
-         let r = e / D;\n                ss[sf + r * LF + e % D] *= half_max[2u * (qr + r)];\n            \
+         let r = e / D;\n                ss[sf + r * LF + e % D] *= half_sum[2u * (qr + r)];\n            \
          }\n            workgroupBarrier();\n",
     );
     for j in 0..dt {
