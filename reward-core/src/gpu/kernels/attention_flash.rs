@@ -235,7 +235,7 @@ fn kernel_source(dt: u32, dl: CoopDialect) -> String {
          // Two lanes per query row, 32 of each key block's columns each.\n    \
          let row = qr + lane / 2u;\n    let half = lane % 2u;\n    \
          let sr = sf + (lane / 2u) * LF + half * 32u;\n    \
-         var m_used = MASKED;\n    var l_part = 0.0;\n",
+         var m_used = MASKED;\n    var l_part = 0.0;\n    var block_sum = 0.0;\n",
     );
     for i in 0..dt {
         let at = format!("qr * LS + {}u", 16 * i);
@@ -271,8 +271,16 @@ fn kernel_source(dt: u32, dl: CoopDialect) -> String {
          var v = MASKED;\n            if (k0 + half * 32u + c < p.len) {\n                \
          v = ss[sr + c] * p.scale;\n            }\n            sv[c] = v;\n            \
          hm = max(hm, v);\n        }\n        if (hm > m_used + SLACK) {\n            \
-         rescale[slot] = 1u;\n        }\n        stage_kv(t, first, k0, 2u, h);\n        \
-         let raise = workgroupUniformLoad(&rescale[slot]);\n        if (t == 0u) {\n            \
+         rescale[slot] = 1u;\n        }\n        stage_kv(t, first, k0, 2u, h);\n",
+    );
+    // The probabilities against the current maximum, as f16 where Q was
+    // staged, before the flag is read: the barrier of that read also makes
+    // them visible, so a block without a rise needs no barrier of its own.
+    // (Where a row rises past the slack they may overflow; the rescale
+    // below writes them again.)
+    probabilities(&mut s, "        ");
+    s.push_str(
+        "        let raise = workgroupUniformLoad(&rescale[slot]);\n        if (t == 0u) {\n            \
          rescale[1u - slot] = 0u;\n        }\n        \
          if (raise != 0u) {\n            half_max[2u * row + half] = hm;\n            \
          workgroupBarrier();\n            \
@@ -297,13 +305,8 @@ fn kernel_source(dt: u32, dl: CoopDialect) -> String {
         let load = dl.load(Role::C, true, "ss", &at, "LF");
         s.push_str(&format!("            o{j} = {load};\n"));
     }
-    s.push_str("        }\n");
-    // The probabilities, as f16 where Q was staged.
-    s.push_str(
-        "        for (var c = 0u; c < 32u; c++) {\n            let e = exp(sv[c] - m_used);\n            \
-         l_part += e;\n            sq[row * LS + half * 32u + c] = f16(e);\n        }\n        \
-         workgroupBarrier();\n",
-    );
+    probabilities(&mut s, "            ");
+    s.push_str("            workgroupBarrier();\n        }\n        l_part += block_sum;\n");
     // O += P V: kt k-steps x dt output tiles.
     for k in 0..kt {
         let at = format!("qr * LS + {}u", 16 * k);
@@ -326,6 +329,16 @@ fn kernel_source(dt: u32, dl: CoopDialect) -> String {
          }\n    }\n}\n",
     );
     s
+}
+
+/// The lane's 32 probabilities `exp(score - m_used)` into its half row of
+/// `sq` (f16) and their sum into `block_sum`, indented by `pad`.
+fn probabilities(s: &mut String, pad: &str) {
+    s.push_str(&format!(
+        "{pad}block_sum = 0.0;\n{pad}for (var c = 0u; c < 32u; c++) {{\n{pad}    \
+         let e = exp(sv[c] - m_used);\n{pad}    block_sum += e;\n{pad}    \
+         sq[row * LS + half * 32u + c] = f16(e);\n{pad}}}\n"
+    ));
 }
 
 /// Stores accumulators `{name}0 .. {name}{count - 1}` side by side into
