@@ -15,14 +15,16 @@
 //!    and stores them as f32;
 //! 3. two lanes per query row take 32 scaled scores each into registers;
 //!    the value block replaces the keys meanwhile;
-//! 4. the row maximum the probabilities are taken against may trail the
-//!    true one by up to a slack of 8 (probabilities up to e^8, well inside
-//!    f16), so the context is rescaled only when some row's maximum rises
-//!    by more: always after the first block, rarely later (a flag every
-//!    invocation reads with `workgroupUniformLoad`). Rescaling goes through
-//!    workgroup memory: a cooperative matrix cannot be scaled per row;
-//! 5. the lanes write the probabilities as f16 where Q was staged and sum
-//!    them, and `P V` is added on tensor cores.
+//! 4. the lanes write the probabilities as f16 where Q was staged and sum
+//!    them. The row maximum they are taken against may trail the true one
+//!    by up to a slack of 8 (probabilities up to e^8, well inside f16), so
+//!    the context is rescaled only when some row's maximum rises by more:
+//!    always in the first block, rarely later (a flag every invocation
+//!    reads with `workgroupUniformLoad`, whose barrier also publishes the
+//!    probabilities). Rescaling goes through workgroup memory (a
+//!    cooperative matrix cannot be scaled per row) and writes the block's
+//!    probabilities again against the new maximum;
+//! 5. `P V` is added on tensor cores.
 //!
 //! At the end each row is divided by its sum and written into the token
 //! rows, heads side by side. Only for head dims that are multiples of 16
