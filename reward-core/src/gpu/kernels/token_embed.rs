@@ -69,13 +69,9 @@ impl TokenTable {
         hidden: usize,
         part_rows: usize,
     ) -> Result<Self, GpuError> {
-        let elem = match table {
-            TableValues::F32(_) => 1,
-            TableValues::F16(_) => 2,
-        };
-        let len = match table {
-            TableValues::F32(v) => v.len(),
-            TableValues::F16(b) => b.len() / 2,
+        let (len, stored_f16) = match table {
+            TableValues::F32(v) => (v.len(), false),
+            TableValues::F16(b) => (b.len() / 2, true),
         };
         if hidden == 0 || len % hidden != 0 || positions.len() % hidden != 0 {
             return Err(GpuError::Input(alloc::format!(
@@ -83,7 +79,7 @@ impl TokenTable {
                 positions.len()
             )));
         }
-        if elem == 2 && ctx.precision() != Precision::F16 {
+        if stored_f16 && ctx.precision() != Precision::F16 {
             return Err(GpuError::Input(
                 "an f16 token table needs an f16 device".into(),
             ));
