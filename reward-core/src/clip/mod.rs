@@ -25,6 +25,7 @@ mod config;
 mod embeddings;
 mod encoder;
 mod error;
+pub(crate) mod halves;
 pub mod image;
 mod model;
 pub(crate) mod ops;

@@ -1329,10 +1329,7 @@ pub(crate) fn shader_source(body: &str, precision: Precision, consts: &[(&str, u
 pub(crate) fn encode(values: &[f32], precision: Precision) -> Vec<u8> {
     let mut bytes: Vec<u8> = match precision {
         Precision::F32 => bytemuck::cast_slice(values).to_vec(),
-        Precision::F16 => values
-            .iter()
-            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
-            .collect(),
+        Precision::F16 => crate::clip::halves::f32_to_f16(values),
     };
     bytes.resize(bytes.len().next_multiple_of(4), 0);
     bytes
@@ -1346,11 +1343,7 @@ fn decode(bytes: &[u8], count: usize, precision: Precision) -> Vec<f32> {
             .take(count)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect(),
-        Precision::F16 => bytes
-            .chunks_exact(2)
-            .take(count)
-            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
+        Precision::F16 => crate::clip::halves::f16_to_f32(&bytes[..(2 * count).min(bytes.len())]),
     }
 }
 
