@@ -466,18 +466,23 @@ fn attention_path(ctx: &GpuContext, heads: Heads, packed: &Packed<'_>) -> Attent
     AttentionPath::Fused
 }
 
-/// The image geometry of a vision config.
-fn patch_shape(cfg: &VisionConfig) -> PatchShape {
+/// The image geometry of a vision config; patch rows padded where the
+/// cooperative GEMM runs.
+fn patch_shape(ctx: &GpuContext, cfg: &VisionConfig) -> PatchShape {
     PatchShape {
         channels: cfg.num_channels,
         size: cfg.image_size,
         patch: cfg.patch_size,
+        padded: ctx.coop().is_some(),
     }
 }
 
 /// `vision_model` plus `visual_projection` on the device.
 pub(crate) struct GpuVision {
     class_embedding: wgpu::Buffer,
+    /// Fixed at load, with the weight's padding: the cooperative GEMM may
+    /// be given up later, and the patch rows must keep the weight's width.
+    patch: PatchShape,
     patch_embedding: GpuLinear,
     position_embedding: wgpu::Buffer,
     pre_layrnorm: GpuNorm,
@@ -497,7 +502,7 @@ impl GpuVision {
     ) -> Result<Self, GpuError> {
         let emb = vb.pp("embeddings");
         let (h, p, c) = (cfg.hidden_size, cfg.patch_size, cfg.num_channels);
-        let shape = patch_shape(cfg);
+        let shape = patch_shape(ctx, cfg);
         let conv = emb.pp("patch_embedding").get("weight", &[h, c, p, p])?;
         let conv = padded_weight(&conv, shape);
         let pos = emb
@@ -507,6 +512,7 @@ impl GpuVision {
             class_embedding: ctx
                 .upload("class_embedding", &emb.get("class_embedding", &[h])?)
                 .await?,
+            patch: shape,
             patch_embedding: GpuLinear {
                 w: ctx.upload("patch_embedding.weight", &conv).await?,
                 b: None,
@@ -544,7 +550,7 @@ impl GpuVision {
         out: &mut Vec<Dispatch>,
     ) -> Result<wgpu::Buffer, GpuError> {
         let (h, tokens) = (self.cfg.hidden_size, self.cfg.num_positions());
-        let shape = patch_shape(&self.cfg);
+        let shape = self.patch;
         let patches_n = n * (tokens - 1);
         self.encoder.check_rows(ctx, n * tokens)?;
         let patches = ws

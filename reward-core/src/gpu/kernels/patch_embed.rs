@@ -38,6 +38,9 @@ pub(crate) struct PatchShape {
     pub channels: usize,
     pub size: usize,
     pub patch: usize,
+    /// Whether patch rows are zero padded for the cooperative GEMM
+    /// ([`PatchShape::row_width`]); only where that kernel runs.
+    pub padded: bool,
 }
 
 impl PatchShape {
@@ -51,14 +54,17 @@ impl PatchShape {
         self.channels * self.patch * self.patch
     }
 
-    /// The patch rows' width as im2col writes them: [`Self::values`] then
-    /// zeros up to a multiple of the deepest k block of the cooperative
-    /// GEMM tiles, so that the patch GEMM runs on tensor cores whatever
-    /// the patch size (ViT-L/14's 3 x 14 x 14 = 588 is no multiple of 32;
-    /// 640 is). The zero columns meet zero weight columns and change no
-    /// sum.
+    /// The patch rows' width as im2col writes them: [`Self::values`], and
+    /// when `padded` zeros up to a multiple of the deepest k block of the
+    /// cooperative GEMM tiles, so that the patch GEMM runs on tensor cores
+    /// whatever the patch size (ViT-L/14's 3 x 14 x 14 = 588 is no
+    /// multiple of 32; 640 is). The zero columns meet zero weight columns
+    /// and change no sum; the portable GEMM would only do more work.
     pub(crate) fn row_width(&self) -> usize {
-        self.values().next_multiple_of(K_MULTIPLE)
+        match self.padded {
+            true => self.values().next_multiple_of(K_MULTIPLE),
+            false => self.values(),
+        }
     }
 }
 
@@ -192,8 +198,14 @@ mod tests {
             channels: 3,
             size: 336,
             patch: 14,
+            padded: true,
         };
         assert_eq!((vit_l.values(), vit_l.row_width()), (588, 640));
+        let plain = PatchShape {
+            padded: false,
+            ..vit_l
+        };
+        assert_eq!(plain.row_width(), 588);
         let vit_b = PatchShape { patch: 32, ..vit_l };
         assert_eq!(vit_b.row_width(), 3072);
         assert!(COOP_TILES_KT.iter().all(|&kt| 640 % kt == 0));
@@ -202,6 +214,7 @@ mod tests {
             channels: 2,
             size: 1,
             patch: 1,
+            padded: true,
         };
         let w = padded_weight(&[1.0, 2.0, 3.0, 4.0], s);
         assert_eq!(w.len(), 128);
@@ -222,32 +235,19 @@ mod tests {
     #[test]
     fn im2col_matches_the_cpu_including_a_floored_grid() {
         // size 7 with patch 3: the last row and column are dropped, as Conv2d does.
-        for (shape, n) in [
-            (
-                PatchShape {
-                    channels: 3,
-                    size: 8,
-                    patch: 4,
-                },
-                2,
-            ),
-            (
-                PatchShape {
-                    channels: 3,
-                    size: 7,
-                    patch: 3,
-                },
-                3,
-            ),
-            (
-                PatchShape {
-                    channels: 1,
-                    size: 2,
-                    patch: 2,
-                },
-                1,
-            ),
-        ] {
+        let shapes = [(3, 8, 4, 2), (3, 7, 3, 3), (1, 2, 2, 1)];
+        let padded_or_not = shapes.iter().flat_map(|&(channels, size, patch, n)| {
+            [false, true].map(|padded| {
+                let shape = PatchShape {
+                    channels,
+                    size,
+                    patch,
+                    padded,
+                };
+                (shape, n)
+            })
+        });
+        for (shape, n) in padded_or_not {
             for (ctx, precision) in precisions() {
                 let pixels = data(n * shape.channels * shape.size * shape.size, 31);
                 let want = reference(&pixels, shape, n);
