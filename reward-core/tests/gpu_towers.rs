@@ -506,3 +506,32 @@ fn verifier_picks_the_backend_and_agrees() {
     // The GPU backend takes the adapter's best precision (f16 on lavapipe).
     assert_close(&got, &want, 1e-2, "verifier texts");
 }
+
+/// A checkpoint read from disk is hashed on a second thread while the
+/// towers load; from bytes (the browser) on the same thread. Both must give
+/// the same hash, on both backends, and a real one.
+#[test]
+fn a_checkpoint_hashes_the_same_from_disk_or_from_bytes() {
+    let dir = fixture("tiny-gelu-legacy-sharded");
+    let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
+    let shards = [
+        read("model-00002-of-00002.safetensors"),
+        read("model-00001-of-00002.safetensors"),
+    ];
+    let shards: Vec<&[u8]> = shards.iter().map(Vec::as_slice).collect();
+    let (config, tokenizer) = (read("config.json"), read("tokenizer.json"));
+    let from_bytes = ClipModel::from_bytes(&config, &shards, &tokenizer).unwrap();
+    let from_disk = ClipModel::load(&dir).unwrap();
+    assert_eq!(from_disk.model_hash(), from_bytes.model_hash());
+    assert_ne!(from_disk.model_hash(), [0; 32]);
+    let Some(ctx) = context(Precision::F32) else {
+        return;
+    };
+    let gpu_disk = GpuClipModel::load(ctx, &dir).unwrap();
+    let gpu_bytes = pollster::block_on(GpuClipModel::from_bytes_async(
+        ctx, &config, &shards, &tokenizer,
+    ))
+    .unwrap();
+    assert_eq!(gpu_disk.model_hash(), from_bytes.model_hash());
+    assert_eq!(gpu_bytes.model_hash(), from_bytes.model_hash());
+}

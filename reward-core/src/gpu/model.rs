@@ -42,13 +42,20 @@ impl GpuClipModel {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load(ctx: &GpuContext, dir: &std::path::Path) -> Result<Self, GpuError> {
         let ckpt = crate::clip::Checkpoint::read(dir)?;
-        let config = ckpt.config.clone();
-        pollster::block_on(Self::build(
-            ctx,
-            config,
-            &ckpt.shards(),
-            &ckpt.tokenizer_json,
-        ))
+        let shards = ckpt.shards();
+        let build = || {
+            let config = ckpt.config.clone();
+            pollster::block_on(Self::build(
+                ctx,
+                config,
+                &shards,
+                &ckpt.tokenizer_json,
+                false,
+            ))
+        };
+        let (mut model, hash) = ckpt.hashed_beside(build)?;
+        model.hash = hash;
+        Ok(model)
     }
 
     /// Loads from in-memory bytes (the browser): `config.json`, safetensors
@@ -60,14 +67,17 @@ impl GpuClipModel {
         tokenizer_json: &[u8],
     ) -> Result<Self, GpuError> {
         let config = ClipConfig::from_json(config_json, "config.json")?;
-        Self::build(ctx, config, &byte_shards(weights), tokenizer_json).await
+        Self::build(ctx, config, &byte_shards(weights), tokenizer_json, true).await
     }
 
+    /// The model from parsed shards; with `hash`, its model hash too (else
+    /// zeros, for a caller that computes it beside: `Checkpoint::hashed_beside`).
     async fn build(
         ctx: &GpuContext,
         config: ClipConfig,
         shards: &[(String, &[u8])],
         tokenizer_json: &[u8],
+        hash: bool,
     ) -> Result<Self, GpuError> {
         if shards.is_empty() {
             return Err(GpuError::Input("no safetensors weights given".into()));
@@ -87,7 +97,10 @@ impl GpuClipModel {
         Ok(Self {
             tokenizer: ClipTokenizer::from_bytes(tokenizer_json, t.max_position_embeddings)?,
             logit_scale: vb.get("logit_scale", &[])?[0],
-            hash: model_hash(&config, &files, tokenizer_json),
+            hash: match hash {
+                true => model_hash(&config, &files, tokenizer_json),
+                false => [0; 32],
+            },
             text,
             vision,
             config,
