@@ -124,56 +124,76 @@ def pixels(batch, size):
     return (torch.sin(torch.remainder(i, 9973) * 0.001) * 2).float().reshape(batch, 3, size, size)
 
 
-def time_torch(directory, batch, repeats):
+def load_tower(d, cfg, config_cls, model_cls, part, projection):
+    """One CLIP tower (sdpa) with its projection from `d`'s weights, on the
+    timing device: CUDA fp16 where there is one, else CPU f32."""
     from safetensors.torch import load_file
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
-    d = Path(directory)
-    cfg = json.loads((d / "config.json").read_text())
     cuda = torch.cuda.is_available()
     dev, dtype = ("cuda", torch.float16) if cuda else ("cpu", torch.float32)
-    vcfg = CLIPVisionConfig(**cfg["vision_config"], projection_dim=cfg["projection_dim"])
-    vcfg._attn_implementation = "sdpa"
-    model = CLIPVisionModelWithProjection(vcfg)
-    state = {k: v for k, v in load_file(str(d / "model.safetensors")).items()
-             if k.startswith("vision_model.") or k.startswith("visual_projection.")}
+    tcfg = config_cls(**cfg[f"{part}_config"], projection_dim=cfg["projection_dim"])
+    tcfg._attn_implementation = "sdpa"
+    model = model_cls(tcfg)
+    prefixes = (f"{part}_model.", f"{projection}.")
+    state = {k: v for k, v in load_file(str(d / "model.safetensors")).items() if k.startswith(prefixes)}
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [m for m in missing if "position_ids" not in m]
     if missing or unexpected:
         raise SystemExit(f"weights do not match: missing {missing}, unexpected {unexpected}")
-    model = model.to(dev, dtype).eval()
-    host = pixels(batch, cfg["vision_config"]["image_size"])
-    x = host.to(dev, dtype)
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    return model.to(dev, dtype).eval(), dev, dtype
 
-    def best_of(inputs):
-        best = math.inf
-        for _ in range(repeats):
-            t = time.perf_counter()
-            model(pixel_values=inputs())
-            sync()
-            best = min(best, time.perf_counter() - t)
-        return best
 
-    with torch.inference_mode():
-        emb = model(pixel_values=x).image_embeds.float()
-        sync()
-        # The headline: pixels already on the device in fp16 (the stricter
-        # comparison). The wgpu side's time includes uploading f32 pixels
-        # from the host, so "from_host" times that here too, for reference.
-        best = best_of(lambda: x)
-        from_host = best_of(lambda: host.to(dev, dtype))
-    result = dict(side="pytorch", device=torch.cuda.get_device_name() if cuda else "cpu",
-                  dtype=str(dtype), batch=batch, best_s=round(best, 4),
-                  images_per_s=round(batch / best, 3),
-                  from_host_best_s=round(from_host, 4),
-                  images_per_s_from_host=round(batch / from_host, 3))
-    theirs = d / "gpu_embeddings.f32"
+def sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def device_name():
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+
+
+def add_parity(result, emb, theirs):
+    """Cosine and relative difference of the first rows of `emb` against the
+    wgpu side's embeddings in `theirs` (little-endian f32), when written."""
     if theirs.exists():
         g = torch.frombuffer(bytearray(theirs.read_bytes()), dtype=torch.float32).reshape(-1, emb.shape[1])
         ours = emb[: g.shape[0]].cpu()
         cos = torch.nn.functional.cosine_similarity(ours, g, dim=1)
         rel = ((ours - g).abs().max() / ours.abs().max()).item()
         result.update(min_cosine_vs_wgpu=round(cos.min().item(), 6), max_rel_diff_vs_wgpu=round(rel, 6))
+
+
+def best_of(repeats, run):
+    best = math.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
+        run()
+        sync()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def time_torch(directory, batch, repeats):
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+    d = Path(directory)
+    cfg = json.loads((d / "config.json").read_text())
+    model, dev, dtype = load_tower(d, cfg, CLIPVisionConfig, CLIPVisionModelWithProjection,
+                                   "vision", "visual_projection")
+    host = pixels(batch, cfg["vision_config"]["image_size"])
+    x = host.to(dev, dtype)
+    with torch.inference_mode():
+        emb = model(pixel_values=x).image_embeds.float()
+        sync()
+        # The headline: pixels already on the device in fp16 (the stricter
+        # comparison). The wgpu side's time includes uploading f32 pixels
+        # from the host, so "from_host" times that here too, for reference.
+        best = best_of(repeats, lambda: model(pixel_values=x))
+        from_host = best_of(repeats, lambda: model(pixel_values=host.to(dev, dtype)))
+    result = dict(side="pytorch", device=device_name(),
+                  dtype=str(dtype), batch=batch, best_s=round(best, 4),
+                  images_per_s=round(batch / best, 3),
+                  from_host_best_s=round(from_host, 4),
+                  images_per_s_from_host=round(batch / from_host, 3))
+    add_parity(result, emb, d / "gpu_embeddings.f32")
     print(json.dumps(result))
 
 
@@ -189,44 +209,21 @@ def token_ids(batch, window, vocab):
 
 def time_text(directory, batch, repeats):
     """The text tower (CLIPTextModelWithProjection, sdpa) on the same weights and ids."""
-    from safetensors.torch import load_file
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection
     d = Path(directory)
     cfg = json.loads((d / "config.json").read_text())
-    cuda = torch.cuda.is_available()
-    dev, dtype = ("cuda", torch.float16) if cuda else ("cpu", torch.float32)
-    tcfg = CLIPTextConfig(**cfg["text_config"], projection_dim=cfg["projection_dim"])
-    tcfg._attn_implementation = "sdpa"
-    model = CLIPTextModelWithProjection(tcfg)
-    state = {k: v for k, v in load_file(str(d / "model.safetensors")).items()
-             if k.startswith("text_model.") or k.startswith("text_projection.")}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [m for m in missing if "position_ids" not in m]
-    if missing or unexpected:
-        raise SystemExit(f"weights do not match: missing {missing}, unexpected {unexpected}")
-    model = model.to(dev, dtype).eval()
+    model, dev, dtype = load_tower(d, cfg, CLIPTextConfig, CLIPTextModelWithProjection,
+                                   "text", "text_projection")
     t = cfg["text_config"]
     ids = token_ids(batch, t["max_position_embeddings"], t["vocab_size"]).to(dev)
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
     with torch.inference_mode():
         emb = model(input_ids=ids).text_embeds.float()
         sync()
-        best = math.inf
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model(input_ids=ids)
-            sync()
-            best = min(best, time.perf_counter() - start)
-    result = dict(side="pytorch-texts", device=torch.cuda.get_device_name() if cuda else "cpu",
+        best = best_of(repeats, lambda: model(input_ids=ids))
+    result = dict(side="pytorch-texts", device=device_name(),
                   dtype=str(dtype), batch=batch, best_s=round(best, 4),
                   texts_per_s=round(batch / best, 3))
-    theirs = d / "gpu_text_embeddings.f32"
-    if theirs.exists():
-        g = torch.frombuffer(bytearray(theirs.read_bytes()), dtype=torch.float32).reshape(-1, emb.shape[1])
-        ours = emb[: g.shape[0]].cpu()
-        cos = torch.nn.functional.cosine_similarity(ours, g, dim=1)
-        rel = ((ours - g).abs().max() / ours.abs().max()).item()
-        result.update(min_cosine_vs_wgpu=round(cos.min().item(), 6), max_rel_diff_vs_wgpu=round(rel, 6))
+    add_parity(result, emb, d / "gpu_text_embeddings.f32")
     print(json.dumps(result))
 
 
