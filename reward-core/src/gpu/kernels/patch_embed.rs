@@ -208,7 +208,8 @@ mod tests {
         assert_eq!(plain.row_width(), 588);
         let vit_b = PatchShape { patch: 32, ..vit_l };
         assert_eq!(vit_b.row_width(), 3072);
-        assert!(COOP_TILES_KT.iter().all(|&kt| 640 % kt == 0));
+        let tiles = super::super::matmul_coop::COOP_TILES;
+        assert!(tiles.iter().all(|t| 640 % t.kt as usize == 0));
         // Two output rows of 2 x 1 x 1 values: each gains 62 zeros.
         let s = PatchShape {
             channels: 2,
@@ -221,16 +222,6 @@ mod tests {
         assert_eq!((&w[..2], &w[64..66]), (&[1.0, 2.0][..], &[3.0, 4.0][..]));
         assert!(w[2..64].iter().chain(&w[66..]).all(|&v| v == 0.0));
     }
-
-    const COOP_TILES_KT: [usize; super::super::matmul_coop::COOP_TILES.len()] = {
-        let mut kt = [0; super::super::matmul_coop::COOP_TILES.len()];
-        let mut i = 0;
-        while i < kt.len() {
-            kt[i] = super::super::matmul_coop::COOP_TILES[i].kt as usize;
-            i += 1;
-        }
-        kt
-    };
 
     #[test]
     fn im2col_matches_the_cpu_including_a_floored_grid() {
